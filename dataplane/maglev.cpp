@@ -9,19 +9,16 @@ namespace nplb {
 
 namespace {
 
-// Odd 64-bit constants: the fractional parts of the square roots of 3, 5, 7,
-// 11, 13 and 17 (as SHA-512 uses them), the even ones with the low bit set.
+// Odd 64-bit constants: the fractional parts of the square roots of 2, 3, 5,
+// 7, 11, 13 and 17 (as SHA-512 uses them), the even ones with the low bit set.
 // Nothing up the sleeve; odd so that multiplying by them is a bijection.
+constexpr uint64_t kInitial = 0x6a09e667f3bcc909ULL;  // sqrt(2)
 constexpr uint64_t kWordMul1 = 0xbb67ae8584caa73bULL;  // sqrt(3)
 constexpr uint64_t kWordMul2 = 0xa54ff53a5f1d36f1ULL;  // sqrt(7)
 constexpr uint64_t kStateMul = 0x9b05688c2b3e6c1fULL;  // sqrt(13)
 constexpr uint64_t kLengthMul = 0x510e527fade682d1ULL;  // sqrt(11)
 constexpr uint64_t kFinalMul1 = 0x3c6ef372fe94f82bULL;  // sqrt(5)
 constexpr uint64_t kFinalMul2 = 0x1f83d9abfb41bd6bULL;  // sqrt(17)
-
-// Seed tweak for the second (skip) hash of a backend, so offset and skip are
-// independent: "nplbSKIP" in ASCII.
-constexpr uint64_t kSkipSeedTweak = 0x6e706c62534b4950ULL;
 
 constexpr uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
@@ -86,7 +83,9 @@ uint64_t hash_bytes(const void* data, size_t len, uint64_t seed) {
   const auto* p = static_cast<const uint8_t*>(data);
   // The length enters the initial state, so keys that differ only by
   // trailing zero bytes (which the tail's zero padding would hide) differ.
-  uint64_t h = seed ^ (static_cast<uint64_t>(len) * kLengthMul);
+  // kInitial keeps the all-zero state (seed 0, empty key) away from the
+  // finalizer's fixed point at 0.
+  uint64_t h = seed ^ kInitial ^ (static_cast<uint64_t>(len) * kLengthMul);
   size_t n = len;
   while (n >= 8) {
     h = absorb(h, load_le64(p));
@@ -158,7 +157,7 @@ MaglevTable MaglevTable::build(std::span<const MaglevBackend> backends, uint32_t
   for (size_t i = 0; i < n; ++i) {
     const std::string& key = order[i]->key;
     const uint64_t h1 = hash_bytes(key.data(), key.size(), seed);
-    const uint64_t h2 = hash_bytes(key.data(), key.size(), seed ^ kSkipSeedTweak);
+    const uint64_t h2 = hash_bytes(key.data(), key.size(), seed ^ MaglevTable::kSkipSeedTweak);
     cursors[i].next = static_cast<uint32_t>(h1 % size);
     cursors[i].skip = size > 1 ? static_cast<uint32_t>(h2 % (size - 1) + 1) : 1;
     cursors[i].index = order[i]->index;
