@@ -15,6 +15,7 @@ scratch, payload and TCP fields unchanged, stickiness per flow, no SNAT collisio
 spread over nodes, exact packet accounting, and the final counters JSON.
 """
 
+import functools
 import ipaddress
 import json
 import os
@@ -179,6 +180,13 @@ def ones_sum(b):
     return s
 
 
+@functools.lru_cache(maxsize=None)
+def decode(frame):
+    """scapy's dissection of a frame (memoised: the self-test checks many
+    variants of one output; callers must not modify the result)."""
+    return Ether(frame)
+
+
 def l4_key(pkt):
     """The identity of a packet that NAT must not change."""
     if TCP in pkt:
@@ -191,7 +199,12 @@ def l4_key(pkt):
 
 def correct_l4_checksum(ip_pkt):
     """scapy recomputes: delete the checksum, rebuild, read it back."""
-    p = IP(raw(ip_pkt)[: ip_pkt.len])
+    return _correct_l4_checksum(raw(ip_pkt)[: ip_pkt.len])
+
+
+@functools.lru_cache(maxsize=None)
+def _correct_l4_checksum(ip_bytes):
+    p = IP(ip_bytes)
     l4 = p[TCP] if TCP in p else p[UDP]
     del l4.chksum
     p = IP(raw(p))
@@ -199,7 +212,12 @@ def correct_l4_checksum(ip_pkt):
 
 
 def correct_ip_checksum(ip_pkt):
-    p = IP(raw(ip_pkt)[: ip_pkt.len])
+    return _correct_ip_checksum(raw(ip_pkt)[: ip_pkt.len])
+
+
+@functools.lru_cache(maxsize=None)
+def _correct_ip_checksum(ip_bytes):
+    p = IP(ip_bytes)
     del p.chksum
     return IP(raw(p)).chksum
 
@@ -380,7 +398,7 @@ def check_output(sc, out_frames, counters, drop_reason_names):
     for n, fr in enumerate(out_frames):
         where = f"out#{n}"
         try:
-            pkt = Ether(fr)
+            pkt = decode(fr)
         except Exception as e:  # noqa: BLE001
             err.add("undecodable", f"{where}: scapy cannot decode: {e}")
             continue
@@ -405,7 +423,7 @@ def check_output(sc, out_frames, counters, drop_reason_names):
             err.add("duplicate", f"{where}: flow {inp.flow.idx} packet {key[:4]} out more than once")
             continue
         f = inp.flow
-        src_pkt = Ether(inp.frame)
+        src_pkt = decode(inp.frame)
         tag = f"{where} (flow {f.idx} {f.proto} {f.client}:{f.sport} pkt {f.packets.index(inp)})"
 
         # L2
