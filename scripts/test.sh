@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-build=build
+build=${NPLB_BUILD_DIR:-build}   # another folder keeps a shared tree's build/ untouched
 opts=()
 if [ -n "${CI:-}" ]; then
   opts+=(-Dwerror=true)
