@@ -14,12 +14,12 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import sys
 import zlib
 
-import yaml
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
@@ -30,22 +30,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
     a = ap.parse_args()
-    conf = yaml.safe_load(open(a.config))
+    # Regular expressions, not a YAML parser: python3-yaml is not among the test
+    # dependencies, and the configs this reads are the ones the live tests write.
+    text = open(a.config).read()
     base = os.path.dirname(os.path.abspath(a.config))
-    port = conf["dataplane"]["ports"][0]
-    iface = dict(kv.split("=") for kv in port["device"].split(",")[1:])["iface"]
-    nets = [ipaddress.ip_interface(x) for x in port["addresses"]]
-    gateway = port.get("gateway")
-    vips = set(conf["forwarding"]["frontends"])
-    snat = conf["forwarding"]["snat"][0]
-    nodes = [n["address"] for n in conf["cluster"]["nodes"]]
+
+    def one(pattern):
+        m = re.search(pattern, text)
+        return m.group(1) if m else None
+
+    def strings(key):
+        return re.findall(r'"([^"]+)"', one(key + r':\s*\[([^\]]*)\]') or "")
+
+    port = {"name": one(r"-\s*name:\s*(\w+)")}
+    iface = one(r"iface=([^,\"\s]+)")
+    nets = [ipaddress.ip_interface(x) for x in strings("addresses")]
+    gateway = one(r"gateway:\s*([\d.]+)")
+    vips = set(strings("frontends"))
+    snat = strings("snat")[0]
+    nodes = re.findall(r"address:\s*([\d.]+)", text)
     mine = vips | {snat} | {str(n.ip) for n in nets}
     services = {}
-    for m in conf["cluster"]["manifests"]:
-        for doc in yaml.safe_load_all(open(os.path.join(base, m))):
-            for p in doc["spec"]["ports"]:
-                key = f"{doc['metadata']['namespace']}/{doc['metadata']['name']}:{p['port']}"
-                services[(p["protocol"].lower(), p["nodePort"])] = key
+    manifests = strings("manifests")
+    for m in manifests:
+        for doc in open(os.path.join(base, m)).read().split("\n---"):
+            name = re.search(r"\bname:\s*(\w+)", doc).group(1)
+            ns = re.search(r"namespace:\s*(\w+)", doc).group(1)
+            for proto, svc_port, node_port in re.findall(
+                    r"protocol:\s*(\w+),?\s*port:\s*(\d+),?\s*targetPort:\s*\w+,?\s*nodePort:\s*(\d+)", doc):
+                services[(proto.lower(), int(node_port))] = f"{ns}/{name}:{svc_port}"
     mac = open(f"/sys/class/net/{iface}/address").read().strip()
 
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
