@@ -166,20 +166,6 @@ class Scenario:
     frames: list              # the input, in order
 
 
-def ip_checksum_ok(ip_layer):
-    b = raw(ip_layer)[: ip_layer.ihl * 4]
-    return ones_sum(b) == 0xFFFF
-
-
-def ones_sum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
 @functools.lru_cache(maxsize=None)
 def decode(frame):
     """scapy's dissection of a frame (memoised: the self-test checks many
