@@ -1,0 +1,496 @@
+#include "control/appliance.hpp"
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <regex>
+#include <thread>
+
+#include "control/json_writer.hpp"
+#include "control/snapshot_builder.hpp"
+#include "dataplane/worker.hpp"
+
+namespace nplb {
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+
+void on_stop_signal(int) { g_stop_requested.store(true); }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool is_pci_address(const std::string& device) {
+  static const std::regex pci(R"(^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7](,.*)?$)");
+  return std::regex_match(device, pci);
+}
+
+// "net_pcap0,rx_pcap=in.pcap" -> "net_pcap0"; "03:00.0" -> "0000:03:00.0".
+std::string device_name(const std::string& device) {
+  std::string name = device.substr(0, device.find(','));
+  if (is_pci_address(device) && name.size() == 7) name = "0000:" + name;
+  return name;
+}
+
+struct StartError {
+  std::vector<ConfigError> errors;
+};
+
+[[noreturn]] void fail(const SourceLocation& where, const std::string& message) {
+  throw StartError{{ConfigError{where, message}}};
+}
+
+// What the control thread keeps about each next hop it resolves.
+struct ResolutionState {
+  uint64_t last_request_tsc = 0;
+};
+
+class Appliance {
+ public:
+  Appliance(const LoadResult& loaded, const RunOptions& options)
+      : config_(*loaded.config), model_(loaded.model), options_(options) {}
+  ~Appliance() { shutdown(); }
+
+  int run();
+
+ private:
+  void init_eal();
+  void check_lcores();
+  void create_mempool();
+  void setup_ports();
+  void start_workers();
+  void control_loop();
+  void handle_worker_events();
+  void resolve_next_hops(uint64_t now, bool periodic);
+  void request_arp(uint16_t port, uint32_t target_be);
+  bool idle_long_enough(uint64_t now) const;
+  std::string final_counters_json() const;
+  void shutdown();
+
+  const ApplianceConfig& config_;
+  const Model& model_;
+  RunOptions options_;
+
+  bool eal_ready_ = false;
+  bool ports_started_ = false;
+  std::vector<uint16_t> port_ids_;
+  std::vector<MacAddr> port_macs_;
+  std::vector<unsigned> worker_lcores_;
+  rte_mempool* mempool_ = nullptr;
+  rte_rcu_qsbr* rcu_ = nullptr;
+  std::vector<rte_ring*> inject_rings_;
+
+  NeighborTable neighbors_{4096};
+  StableIds ids_;
+  BuiltSnapshot current_;
+  std::atomic<const Snapshot*> published_{nullptr};
+  std::atomic<bool> stop_workers_{false};
+  std::vector<std::unique_ptr<WorkerState>> workers_;
+  std::vector<std::unique_ptr<WorkerRuntime>> runtimes_;
+  std::map<uint32_t, ResolutionState> resolution_;
+  uint64_t tsc_hz_ = 0;
+  uint64_t started_tsc_ = 0;
+};
+
+void Appliance::init_eal() {
+  std::vector<std::string> args{"nplb"};
+  for (const std::string& a : config_.dataplane.eal) args.push_back(a);
+  bool any_pci = false;
+  for (const PortConfig& p : config_.dataplane.ports) {
+    if (is_pci_address(p.device)) {
+      args.push_back("-a");
+      any_pci = true;
+    } else {
+      args.push_back("--vdev");
+    }
+    args.push_back(p.device);
+  }
+  // Only the configured NICs: never take over every PCI device bound to DPDK.
+  if (!any_pci) args.push_back("--no-pci");
+  for (const std::string& a : options_.extra_eal) args.push_back(a);
+
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string joined;
+  for (const std::string& a : args) joined += " " + a;
+  spdlog::info("EAL:{}", joined);
+  if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0)
+    fail(SourceLocation{config_.config_file, 0, 0},
+         std::string("dataplane.eal: EAL initialisation failed: ") + rte_strerror(rte_errno));
+  eal_ready_ = true;
+  tsc_hz_ = rte_get_tsc_hz();
+  started_tsc_ = rte_rdtsc();
+}
+
+void Appliance::check_lcores() {
+  unsigned lcore;
+  RTE_LCORE_FOREACH_WORKER(lcore) {
+    if (worker_lcores_.size() == config_.dataplane.workers) break;
+    worker_lcores_.push_back(lcore);
+  }
+  if (worker_lcores_.size() < config_.dataplane.workers)
+    fail(config_.dataplane.workers_where,
+         "dataplane.workers: " + std::to_string(config_.dataplane.workers) + " workers need " +
+             std::to_string(config_.dataplane.workers + 1) + " lcores (one main lcore for the control thread), EAL has " +
+             std::to_string(rte_lcore_count()) + " (set -l or --lcores in dataplane.eal)");
+}
+
+void Appliance::create_mempool() {
+  const DataplaneConfig& dp = config_.dataplane;
+  // Every RX and TX descriptor may hold an mbuf, each worker may hold a burst
+  // per port plus its TX buffers, and every lcore's mempool cache may hold some.
+  constexpr unsigned kCache = 256;
+  uint64_t needed = uint64_t(dp.ports.size()) * dp.workers * (dp.rx_descriptors + dp.tx_descriptors) +
+                    uint64_t(dp.workers) * kBurstSize * (3 * dp.ports.size() + 1) + uint64_t(kCache) * (dp.workers + 1) + 64;
+  if (dp.mbufs < needed)
+    fail(SourceLocation{config_.config_file, 0, 0},
+         "dataplane.mbufs: " + std::to_string(dp.mbufs) + " mbufs are too few for " + std::to_string(dp.ports.size()) +
+             " ports x " + std::to_string(dp.workers) + " queues x (" + std::to_string(dp.rx_descriptors) + " + " +
+             std::to_string(dp.tx_descriptors) + ") descriptors plus bursts and caches: need at least " +
+             std::to_string(needed));
+  mempool_ = rte_pktmbuf_pool_create("nplb_mbufs", dp.mbufs, kCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  if (!mempool_)
+    fail(SourceLocation{config_.config_file, 0, 0},
+         "dataplane.mbufs: cannot allocate " + std::to_string(dp.mbufs) + " mbufs: " + rte_strerror(rte_errno) +
+             " (raise -m in dataplane.eal or reserve hugepages)");
+}
+
+void Appliance::setup_ports() {
+  const DataplaneConfig& dp = config_.dataplane;
+  uint16_t queues = static_cast<uint16_t>(dp.workers);
+  for (const PortConfig& pc : dp.ports) {
+    std::string name = device_name(pc.device);
+    uint16_t id;
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &id) != 0)
+      fail(pc.where, "dataplane.ports." + pc.name + ".device: no DPDK port named \"" + name +
+                         "\" (the driver did not probe it; see the EAL messages above)");
+    rte_eth_dev_info info;
+    if (rte_eth_dev_info_get(id, &info) != 0) fail(pc.where, "dataplane.ports." + pc.name + ": cannot query the device");
+    if (info.max_rx_queues < queues || info.max_tx_queues < queues)
+      fail(pc.where, "dataplane.ports." + pc.name + ": " + std::to_string(dp.workers) +
+                         " workers need as many RX and TX queues; the device has " + std::to_string(info.max_rx_queues) +
+                         " RX and " + std::to_string(info.max_tx_queues) + " TX (net_af_packet: add qpairs=N)");
+    rte_eth_conf conf{};
+    if (queues > 1 && info.flow_type_rss_offloads) {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_hf =
+          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    }
+    if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+    int rc = rte_eth_dev_configure(id, queues, queues, &conf);
+    if (rc != 0) fail(pc.where, "dataplane.ports." + pc.name + ": configure failed: " + rte_strerror(-rc));
+    uint16_t rxd = dp.rx_descriptors, txd = dp.tx_descriptors;
+    rte_eth_dev_adjust_nb_rx_tx_desc(id, &rxd, &txd);
+    for (uint16_t q = 0; q < queues; ++q) {
+      rc = rte_eth_rx_queue_setup(id, q, rxd, rte_eth_dev_socket_id(id), nullptr, mempool_);
+      if (rc != 0) fail(pc.where, "dataplane.ports." + pc.name + ": RX queue setup failed: " + rte_strerror(-rc));
+      rc = rte_eth_tx_queue_setup(id, q, txd, rte_eth_dev_socket_id(id), nullptr);
+      if (rc != 0) fail(pc.where, "dataplane.ports." + pc.name + ": TX queue setup failed: " + rte_strerror(-rc));
+    }
+    MacAddr mac;
+    if (pc.mac) {
+      mac = *pc.mac;
+      rte_ether_addr addr;
+      std::memcpy(addr.addr_bytes, mac.bytes.data(), 6);
+      if (rte_eth_dev_default_mac_addr_set(id, &addr) != 0)
+        spdlog::info("port {}: the driver keeps its own MAC; frames use {} and the port listens promiscuously", pc.name,
+                     mac.str());
+    } else {
+      rte_ether_addr addr;
+      rte_eth_macaddr_get(id, &addr);
+      std::memcpy(mac.bytes.data(), addr.addr_bytes, 6);
+    }
+    rc = rte_eth_dev_start(id);
+    if (rc != 0) fail(pc.where, "dataplane.ports." + pc.name + ": start failed: " + rte_strerror(-rc));
+    rte_eth_promiscuous_enable(id);
+    port_ids_.push_back(id);
+    port_macs_.push_back(mac);
+    spdlog::info("port {} ({}) up: DPDK port {}, MAC {}, {} queue(s), {} RX / {} TX descriptors", pc.name, name, id,
+                 mac.str(), queues, rxd, txd);
+  }
+  ports_started_ = true;
+}
+
+void Appliance::start_workers() {
+  const DataplaneConfig& dp = config_.dataplane;
+  size_t rcu_size = rte_rcu_qsbr_get_memsize(dp.workers);
+  rcu_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("nplb_rcu", rcu_size, RTE_CACHE_LINE_SIZE));
+  if (!rcu_ || rte_rcu_qsbr_init(rcu_, dp.workers) != 0)
+    fail(SourceLocation{config_.config_file, 0, 0}, "cannot allocate the RCU state");
+
+  for (uint32_t w = 0; w < dp.workers; ++w) {
+    WorkerConfig wc;
+    wc.id = w;
+    wc.flow_capacity = dp.flows.capacity;
+    snat_slice(config_.forwarding.snat_ports.first, config_.forwarding.snat_ports.last, w, dp.workers, wc.snat_first,
+               wc.snat_last);
+    auto state = std::make_unique<WorkerState>(wc);
+    FlowTimeoutsTsc t;
+    t.tcp_established = config_.dataplane.flows.timeouts.tcp_established * tsc_hz_ / 1000;
+    t.tcp_transitory = config_.dataplane.flows.timeouts.tcp_transitory * tsc_hz_ / 1000;
+    t.udp = config_.dataplane.flows.timeouts.udp * tsc_hz_ / 1000;
+    state->flows.set_timeouts(t);
+
+    std::string ring_name = "nplb_inject_" + std::to_string(w);
+    rte_ring* ring = rte_ring_create(ring_name.c_str(), 1024, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!ring) fail(SourceLocation{config_.config_file, 0, 0}, "cannot create ring " + ring_name);
+    inject_rings_.push_back(ring);
+
+    auto rt = std::make_unique<WorkerRuntime>();
+    rt->state = state.get();
+    rt->queue = static_cast<uint16_t>(w);
+    rt->port_count = static_cast<uint16_t>(port_ids_.size());
+    for (size_t p = 0; p < port_ids_.size(); ++p) rt->port_ids[p] = port_ids_[p];
+    rt->published = &published_;
+    rt->neighbors = &neighbors_;
+    rt->rcu = rcu_;
+    rt->inject = ring;
+    rt->stop = &stop_workers_;
+    rt->idle_spin_tsc = dp.idle.spin * tsc_hz_ / 1000;
+    rt->idle_sleep_us = dp.idle.sleep_us;
+    rt->last_rx_tsc.store(started_tsc_);
+    workers_.push_back(std::move(state));
+    runtimes_.push_back(std::move(rt));
+  }
+  for (uint32_t w = 0; w < dp.workers; ++w) {
+    int rc = rte_eal_remote_launch(run_worker, runtimes_[w].get(), worker_lcores_[w]);
+    if (rc != 0) fail(config_.dataplane.workers_where, "cannot launch worker on lcore " + std::to_string(worker_lcores_[w]));
+    spdlog::info("worker {} on lcore {}", w, worker_lcores_[w]);
+  }
+}
+
+void Appliance::request_arp(uint16_t port, uint32_t target_be) {
+  if (port >= port_ids_.size() || inject_rings_.empty()) return;
+  const PortConfig& pc = config_.dataplane.ports[port];
+  // The sender address: the port's address on the target's subnet.
+  uint32_t sender_be = 0;
+  for (const Cidr& c : pc.addresses)
+    if (c.address.is_v4() && (sender_be == 0 || c.contains(IpAddr::v4_be(target_be)))) sender_be = c.address.v4_be();
+  rte_mbuf* m = rte_pktmbuf_alloc(mempool_);
+  if (!m) return;
+  uint8_t* f = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, 60));
+  if (!f) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  std::memset(f, 0, 60);
+  std::memset(f, 0xff, 6);
+  std::memcpy(f + 6, port_macs_[port].bytes.data(), 6);
+  f[12] = 0x08, f[13] = 0x06;
+  uint8_t* arp = f + 14;
+  arp[1] = 1;                // Ethernet
+  arp[2] = 0x08, arp[3] = 0;  // IPv4
+  arp[4] = 6, arp[5] = 4;
+  arp[7] = 1;  // request
+  std::memcpy(arp + 8, port_macs_[port].bytes.data(), 6);
+  std::memcpy(arp + 14, &sender_be, 4);
+  std::memcpy(arp + 24, &target_be, 4);
+  m->port = port;
+  if (rte_ring_sp_enqueue(inject_rings_[0], m) != 0) rte_pktmbuf_free(m);
+}
+
+void Appliance::resolve_next_hops(uint64_t now, bool periodic) {
+  const Snapshot* s = published_.load();
+  if (!s) return;
+  auto want = [&](uint16_t port, uint32_t next_hop) {
+    if (next_hop == 0) return;
+    ResolutionState& r = resolution_[next_hop];
+    bool known = neighbors_.contains(next_hop);
+    uint64_t interval = known ? 60 * tsc_hz_ : tsc_hz_;  // refresh known ones every minute
+    if (neighbors_.is_static(next_hop)) return;
+    if (r.last_request_tsc != 0 && now - r.last_request_tsc < interval) return;
+    r.last_request_tsc = now;
+    request_arp(port, next_hop);
+  };
+  if (!periodic) return;
+  for (const BackendView& b : s->backends)
+    if (b.route.found) want(b.route.port, b.route.next_hop_be);
+  for (uint16_t p = 0; p < s->ports.size(); ++p) want(p, s->ports[p].gateway_be);
+}
+
+void Appliance::handle_worker_events() {
+  uint64_t now = rte_rdtsc();
+  for (auto& w : workers_) {
+    WorkerEvent e;
+    for (int budget = 0; budget < 1024 && w->events.pop(e); ++budget) {
+      switch (e.kind) {
+        case WorkerEvent::Kind::arp_learned:
+          if (!neighbors_.update(e.ip_be, e.mac, false))
+            spdlog::warn("neighbour table full: {} not learned", IpAddr::v4_be(e.ip_be).str());
+          break;
+        case WorkerEvent::Kind::next_hop_wanted: {
+          if (neighbors_.contains(e.ip_be)) break;
+          ResolutionState& r = resolution_[e.ip_be];
+          // At most five requests a second per next hop.
+          if (r.last_request_tsc != 0 && now - r.last_request_tsc < tsc_hz_ / 5) break;
+          r.last_request_tsc = now;
+          request_arp(e.port, e.ip_be);
+          break;
+        }
+      }
+    }
+  }
+}
+
+bool Appliance::idle_long_enough(uint64_t now) const {
+  uint64_t last = 0;
+  for (const auto& rt : runtimes_) last = std::max(last, rt->last_rx_tsc.load(std::memory_order_relaxed));
+  return now > last && (now - last) * 1000 / tsc_hz_ >= static_cast<uint64_t>(options_.exit_when_idle_ms);
+}
+
+void Appliance::control_loop() {
+  uint64_t last_periodic = 0;
+  while (!g_stop_requested.load()) {
+    uint64_t now = rte_rdtsc();
+    handle_worker_events();
+    if (now - last_periodic >= tsc_hz_ / 4) {
+      resolve_next_hops(now, true);
+      last_periodic = now;
+    }
+    if (options_.exit_when_idle_ms >= 0 && idle_long_enough(now)) {
+      spdlog::info("every RX queue idle for {} ms: stopping", options_.exit_when_idle_ms);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (g_stop_requested.load()) spdlog::info("stop requested by signal");
+}
+
+std::string Appliance::final_counters_json() const {
+  auto sum = [&](auto field) {
+    uint64_t total = 0;
+    for (const auto& w : workers_) total += field(*w);
+    return total;
+  };
+  JsonWriter j;
+  j.begin_object();
+  j.key("ports").begin_object();
+  for (size_t p = 0; p < config_.dataplane.ports.size(); ++p) {
+    j.key(config_.dataplane.ports[p].name).begin_object();
+    j.key("rx").value(sum([p](const WorkerState& w) { return w.counters.port_rx[p]; }));
+    j.key("tx").value(sum([p](const WorkerState& w) { return w.counters.port_tx[p]; }));
+    j.key("dropped").value(sum([p](const WorkerState& w) { return w.counters.port_dropped[p]; }));
+    j.end_object();
+  }
+  j.end_object();
+  j.key("drops").begin_object();
+  for (size_t r = 0; r < kDropReasonCount; ++r)
+    j.key(kDropReasonNames[r]).value(sum([r](const WorkerState& w) { return w.counters.drops[r]; }));
+  j.end_object();
+  j.key("flows_created").value(sum([](const WorkerState& w) { return w.counters.flows_created; }));
+  j.key("flows_expired").value(sum([](const WorkerState& w) { return w.counters.flows_expired; }));
+  j.key("flows_evicted").value(sum([](const WorkerState& w) { return w.counters.flows_evicted; }));
+  j.key("flows_active").value(sum([](const WorkerState& w) { return uint64_t(w.flows.connections()); }));
+  j.key("forwarded").value(sum([](const WorkerState& w) { return w.counters.forwarded; }));
+  j.key("arp_replies").value(sum([](const WorkerState& w) { return w.counters.arp_replies; }));
+  j.key("arp_learned").value(sum([](const WorkerState& w) { return w.counters.arp_learned; }));
+  j.key("icmp_echo_replies").value(sum([](const WorkerState& w) { return w.counters.icmp_echo_replies; }));
+  j.key("services").begin_object();
+  for (const auto& [label, id] : current_.service_labels) {
+    j.key(label).begin_object();
+    j.key("packets").value(sum([id](const WorkerState& w) { return w.service_packets[id]; }));
+    j.end_object();
+  }
+  j.end_object();
+  j.key("backends").begin_object();
+  std::map<std::string, uint32_t> backends(current_.backend_labels.begin(), current_.backend_labels.end());
+  for (const auto& [label, id] : backends) {
+    j.key(label).begin_object();
+    j.key("packets").value(sum([id](const WorkerState& w) { return w.backend_packets[id]; }));
+    j.end_object();
+  }
+  j.end_object();
+  j.end_object();
+  return j.str();
+}
+
+void Appliance::shutdown() {
+  if (!eal_ready_) return;
+  stop_workers_.store(true);
+  rte_eal_mp_wait_lcore();
+  if (ports_started_) {
+    for (size_t p = 0; p < port_ids_.size(); ++p) {
+      rte_eth_dev_stop(port_ids_[p]);
+      rte_eth_dev_close(port_ids_[p]);
+    }
+    ports_started_ = false;
+  }
+  for (rte_ring* r : inject_rings_) {
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  }
+  inject_rings_.clear();
+  rte_free(rcu_);
+  rcu_ = nullptr;
+  rte_mempool_free(mempool_);
+  mempool_ = nullptr;
+  rte_eal_cleanup();
+  eal_ready_ = false;
+}
+
+int Appliance::run() {
+  install_signal_handlers();
+  init_eal();
+  check_lcores();
+  create_mempool();
+  setup_ports();
+  for (const NeighborConfig& n : config_.dataplane.neighbors)
+    if (n.ip.is_v4()) neighbors_.update(n.ip.v4_be(), n.mac, true);
+  current_ = build_snapshot(config_, model_, port_macs_, ids_, 1);
+  published_.store(current_.snapshot.get(), std::memory_order_release);
+  size_t service_ports = current_.service_labels.size();
+  spdlog::info("serving {} service ports on {} frontend(s) toward {} backends", service_ports,
+               model_.frontends.size(), current_.backend_labels.size());
+  start_workers();
+  resolve_next_hops(rte_rdtsc(), true);
+  control_loop();
+
+  stop_workers_.store(true);
+  rte_eal_mp_wait_lcore();
+  std::string counters = final_counters_json();
+  spdlog::info("final counters: {}", counters);
+  std::fputs((counters + "\n").c_str(), stdout);
+  std::fflush(stdout);
+  shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int run_appliance(const LoadResult& loaded, const RunOptions& options) {
+  try {
+    Appliance appliance(loaded, options);
+    return appliance.run();
+  } catch (const StartError& e) {
+    for (const ConfigError& err : e.errors) std::fprintf(stderr, "%s\n", err.format().c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", loaded.config->config_file.c_str(), e.what());
+    return 1;
+  }
+}
+
+}  // namespace nplb

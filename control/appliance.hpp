@@ -1,0 +1,23 @@
+// The running appliance: EAL, ports, workers, and the control loop on the
+// main lcore (neighbour resolution, snapshot publication and reclamation,
+// idle detection, signals, final counters).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "control/model.hpp"
+
+namespace nplb {
+
+struct RunOptions {
+  std::vector<std::string> extra_eal;  // after `--` on the command line
+  long exit_when_idle_ms = -1;         // -1: run until a signal
+};
+
+// Runs until SIGINT/SIGTERM (or idle, with exit_when_idle_ms). Prints the
+// final counters as one JSON object on stdout. Returns the process exit code;
+// start-time errors are printed as "file:line: message" lines on stderr.
+int run_appliance(const LoadResult& loaded, const RunOptions& options);
+
+}  // namespace nplb

@@ -1,0 +1,266 @@
+// The configuration as the control thread understands it: appliance settings,
+// the Kubernetes objects they point at, and the resolved model the data plane
+// is built from. Everything here is plain data; loading lives in config.cpp and
+// manifests.cpp, resolution in resolver.cpp.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "dataplane/net_types.hpp"
+
+namespace nplb {
+
+// Where a value came from, for "file:line:column: message".
+struct SourceLocation {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+};
+
+struct ConfigError {
+  SourceLocation where;
+  std::string message;
+  std::string format() const;  // "file:line:column: message"
+};
+
+using Milliseconds = uint64_t;
+
+// ---------------------------------------------------------------- appliance settings
+
+struct PortConfig {
+  std::string name;
+  std::string device;               // PCI address or vdev spec ("net_pcap0,rx_pcap=...")
+  std::vector<Cidr> addresses;      // the appliance answers ARP for these
+  std::optional<MacAddr> mac;
+  std::optional<IpAddr> gateway;    // next hop for destinations outside the port's subnets
+  SourceLocation where;
+};
+
+struct NeighborConfig {
+  IpAddr ip;
+  MacAddr mac;
+  SourceLocation where;
+};
+
+struct FlowTimeouts {
+  Milliseconds tcp_established = 300'000;
+  Milliseconds tcp_transitory = 10'000;  // SYN seen, or closing (FIN/RST)
+  Milliseconds udp = 30'000;
+};
+
+struct FlowConfig {
+  uint32_t capacity = 1u << 20;  // per worker, connections (each uses two entries)
+  FlowTimeouts timeouts;
+};
+
+// How an idle worker backs off: spin with pause for `spin`, then sleep `sleep`
+// between polls. Never while packets wait: any packet resets the idle clock.
+struct IdleConfig {
+  Milliseconds spin = 10;
+  uint32_t sleep_us = 100;
+};
+
+struct DataplaneConfig {
+  std::vector<std::string> eal;
+  uint32_t workers = 1;
+  std::vector<PortConfig> ports;
+  std::vector<NeighborConfig> neighbors;
+  FlowConfig flows;
+  IdleConfig idle;
+  uint32_t mbufs = 8191;            // mempool size
+  uint16_t rx_descriptors = 1024;
+  uint16_t tx_descriptors = 1024;
+  SourceLocation workers_where;     // for start-time errors about lcores
+};
+
+enum class ForwardingMode { nat };
+
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+  uint32_t size() const { return uint32_t(last) - first + 1; }
+  bool contains(uint32_t p) const { return p >= first && p <= last; }
+};
+
+struct MaglevConfig {
+  uint64_t seed = 0x6e706c62;     // "nplb"; appliances behind one ECMP group share it
+  uint32_t min_table_size = 65537; // prime; raised to the next prime >= 100 x backends
+  uint32_t max_table_size = 655373;
+};
+
+struct ForwardingConfig {
+  ForwardingMode mode = ForwardingMode::nat;
+  std::vector<IpAddr> frontends;   // VIPs clients connect to
+  std::vector<IpAddr> snat;        // source addresses toward backends
+  PortRange snat_ports{1024, 65535};
+  MaglevConfig maglev;
+  SourceLocation frontends_where;
+};
+
+// The compact hand-written node list (`cluster.nodes`).
+struct CompactNode {
+  std::string name;
+  IpAddr address;
+  SourceLocation where;
+};
+
+struct ClusterConfig {
+  std::vector<CompactNode> nodes;
+  std::vector<std::string> manifests;  // resolved against the config file's folder
+  PortRange node_port_range{30000, 32767};
+  std::vector<SourceLocation> manifests_where;
+};
+
+struct ApplianceConfig {
+  std::string config_file;  // as given on the command line
+  std::string base_dir;     // the config file's folder: relative paths resolve here
+  DataplaneConfig dataplane;
+  ForwardingConfig forwarding;
+  ClusterConfig cluster;
+};
+
+// ---------------------------------------------------------------- Kubernetes objects
+
+struct ObjectMeta {
+  std::string namespace_ = "default";
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  SourceLocation where;  // the object's first line
+};
+
+enum class ServiceType { ClusterIP, NodePort, LoadBalancer, ExternalName };
+std::string_view service_type_name(ServiceType t);
+
+enum class TrafficPolicy { Cluster, Local };
+enum class SessionAffinity { None, ClientIP };
+
+// IntOrString, as Kubernetes' targetPort.
+using TargetPort = std::variant<uint16_t, std::string>;
+
+struct ServicePortSpec {
+  std::string name;
+  L4Protocol protocol = L4Protocol::tcp;
+  uint16_t port = 0;
+  TargetPort target_port = uint16_t{0};  // defaults to `port` when absent
+  uint16_t node_port = 0;                // 0: not given
+  SourceLocation where;
+  SourceLocation node_port_where;
+};
+
+struct Service {
+  ObjectMeta meta;
+  ServiceType type = ServiceType::ClusterIP;
+  std::vector<ServicePortSpec> ports;
+  std::string cluster_ip;  // "None" marks a headless service
+  TrafficPolicy external_traffic_policy = TrafficPolicy::Cluster;
+  uint16_t health_check_node_port = 0;
+  SessionAffinity session_affinity = SessionAffinity::None;
+  uint32_t affinity_timeout_seconds = 10800;
+  SourceLocation health_check_node_port_where;
+};
+
+struct NodeAddress {
+  std::string type;  // InternalIP, ExternalIP, Hostname
+  std::string address;
+};
+
+struct Node {
+  ObjectMeta meta;
+  std::vector<NodeAddress> addresses;
+  bool ready = true;
+  bool unschedulable = false;
+  std::vector<Cidr> pod_cidrs;
+};
+
+struct EndpointPort {
+  std::string name;
+  L4Protocol protocol = L4Protocol::tcp;
+  uint16_t port = 0;
+};
+
+struct Endpoint {
+  std::vector<IpAddr> addresses;
+  std::string node_name;
+  bool ready = true;
+  bool serving = true;
+  bool terminating = false;
+};
+
+struct EndpointSlice {
+  ObjectMeta meta;
+  std::string service_name;  // label kubernetes.io/service-name
+  IpFamily address_type = IpFamily::v4;
+  std::vector<EndpointPort> ports;
+  std::vector<Endpoint> endpoints;
+};
+
+struct ClusterObjects {
+  std::vector<Service> services;
+  std::vector<Node> nodes;
+  std::vector<EndpointSlice> endpoint_slices;
+};
+
+// ---------------------------------------------------------------- resolved model
+
+struct ResolvedNode {
+  std::string name;
+  IpAddr address;
+};
+
+// A backend the data plane forwards to: a node (NodeIP:nodePort) or a pod.
+struct ResolvedBackend {
+  IpAddr address;
+  uint16_t port = 0;
+  std::string node;  // the node it is, or the node it lives on
+  auto operator<=>(const ResolvedBackend&) const = default;
+};
+
+struct ResolvedServicePort {
+  ServicePortSpec spec;               // node_port filled in
+  std::vector<ResolvedBackend> backends;
+};
+
+struct ResolvedService {
+  std::string namespace_;
+  std::string name;
+  ServiceType type = ServiceType::NodePort;
+  TrafficPolicy external_traffic_policy = TrafficPolicy::Cluster;
+  SessionAffinity session_affinity = SessionAffinity::None;
+  uint32_t affinity_timeout_seconds = 10800;
+  std::vector<ResolvedServicePort> ports;
+};
+
+// Only the services nplb exposes (NodePort and LoadBalancer).
+struct Model {
+  std::vector<IpAddr> frontends;
+  std::vector<ResolvedNode> nodes;
+  std::vector<ResolvedService> services;
+};
+
+// The result of loading a config file: settings, objects, model, and every
+// error found. `fatal` errors (YAML syntax, appliance settings) mean nothing
+// may start; object errors reject only the object they name.
+struct LoadResult {
+  std::optional<ApplianceConfig> config;
+  ClusterObjects objects;
+  Model model;
+  std::vector<ConfigError> errors;
+  // Not errors, said once: "file:line: skipped kind ConfigMap ...".
+  std::vector<std::string> notes;
+  bool fatal = false;
+  bool ok() const { return errors.empty(); }
+};
+
+// Loads FILE and everything it names, checking all that needs no EAL.
+LoadResult load_configuration(const std::string& config_file);
+
+// The resolved model as `nplb --check` prints it.
+std::string model_to_json(const Model& model);
+
+}  // namespace nplb

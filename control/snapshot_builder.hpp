@@ -1,0 +1,45 @@
+// From the resolved model to the data plane's Snapshot.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/model.hpp"
+#include "dataplane/snapshot.hpp"
+
+namespace nplb {
+
+// Counter slots keep their meaning across reloads: a service port or backend
+// keeps its id for as long as it exists, so per-worker counters stay valid.
+class StableIds {
+ public:
+  uint32_t service(const std::string& label) { return id_of(services_, label, next_service_); }
+  uint32_t backend(const std::string& label) { return id_of(backends_, label, next_backend_); }
+  const std::map<std::string, uint32_t>& services() const { return services_; }
+  const std::map<std::string, uint32_t>& backends() const { return backends_; }
+
+ private:
+  static uint32_t id_of(std::map<std::string, uint32_t>& ids, const std::string& label, uint32_t& next);
+  std::map<std::string, uint32_t> services_, backends_;
+  uint32_t next_service_ = 0, next_backend_ = 0;
+};
+
+struct BuiltSnapshot {
+  std::unique_ptr<Snapshot> snapshot;
+  // Labels of what this snapshot serves, for counters: "ns/name:port" and
+  // "address:port", with their stable ids.
+  std::vector<std::pair<std::string, uint32_t>> service_labels;
+  std::vector<std::pair<std::string, uint32_t>> backend_labels;
+};
+
+// The counters label of a service port: "namespace/name:port". A second port
+// with the same number (TCP and UDP 53) is told apart by "/UDP".
+std::string service_port_label(const ResolvedService& service, const ResolvedServicePort& port);
+
+// Errors (too many services for the counter slots) throw std::runtime_error.
+BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, const std::vector<MacAddr>& port_macs,
+                             StableIds& ids, uint64_t generation);
+
+}  // namespace nplb

@@ -1,0 +1,46 @@
+// Internet checksums (RFC 1071) and their incremental update (RFC 1624).
+// Incremental updates keep a checksum that arrived bad bad: the appliance
+// translates, it never repairs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace nplb {
+
+// One's-complement sum of `len` bytes folded to 16 bits, not inverted, in
+// network byte order as it sits in memory (callers compare with the wire field).
+uint32_t ones_complement_add(uint32_t sum, const void* data, size_t len);
+uint16_t fold_checksum(uint32_t sum);  // folds carries and inverts
+
+// Full IPv4 header checksum over ihl*4 bytes (checksum field included as it is).
+// Returns the value that goes into the field (header with field zero), or 0 when
+// verifying a header whose field is correct.
+uint16_t ipv4_header_checksum(const void* header, size_t len);
+
+// Full TCP/UDP checksum over an IPv4 pseudo header plus `len` L4 bytes.
+// Addresses in network order as they appear in the packet.
+uint16_t ipv4_l4_checksum(uint32_t src_be, uint32_t dst_be, uint8_t proto, const void* l4, size_t len);
+
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), for a 16-bit field changing from
+// old_be to new_be (all network byte order as stored in the packet).
+inline uint16_t checksum_update16(uint16_t checksum_be, uint16_t old_be, uint16_t new_be) {
+  uint32_t sum = static_cast<uint16_t>(~checksum_be);
+  sum += static_cast<uint16_t>(~old_be);
+  sum += new_be;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// The same for a 32-bit field (an IPv4 address).
+inline uint16_t checksum_update32(uint16_t checksum_be, uint32_t old_be, uint32_t new_be) {
+  uint32_t sum = static_cast<uint16_t>(~checksum_be);
+  sum += static_cast<uint16_t>(~old_be) + static_cast<uint16_t>(~(old_be >> 16));
+  sum += (new_be & 0xffff) + (new_be >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+}  // namespace nplb

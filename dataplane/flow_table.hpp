@@ -1,0 +1,216 @@
+// The per-worker connection table.
+//
+// One worker writes it; the control thread may read it at any time (listing
+// flows) without stopping the worker. Layout, after VPP's lbhash and
+// rte_cuckoo_hash: a bucket is exactly one cache line of 8 (signature, entry)
+// slots, and an entry is exactly one cache line, so an established-flow
+// lookup touches two lines, both prefetchable a burst ahead.
+//
+// Each connection owns two entries: the original direction (client ->
+// frontend) and the reply direction (backend -> SNAT address); each records
+// the other as its partner and the translation to apply.
+//
+// Concurrency: the worker is the only writer. Slots are published with a
+// release store after the entry is complete; an entry's key and translation
+// are written under a sequence counter, so a reader that races with reuse
+// sees an odd or changed version and retries or skips. last_seen and state
+// are single relaxed atomic words: readers may see them a packet late.
+//
+// Expiry is incremental: expire_step() looks at a few entries per call from a
+// moving cursor, never the whole table at once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+
+namespace nplb {
+
+// IPv4 5-tuple in network byte order, as it sits in the packet. An IPv6 table
+// is the same template over a 16-byte address type (not instantiated yet).
+struct FlowKeyV4 {
+  uint32_t src_be = 0;
+  uint32_t dst_be = 0;
+  uint16_t src_port_be = 0;
+  uint16_t dst_port_be = 0;
+  uint8_t protocol = 0;
+  uint8_t pad[3] = {0, 0, 0};
+
+  bool operator==(const FlowKeyV4& o) const { return std::memcmp(this, &o, sizeof *this) == 0; }
+};
+static_assert(sizeof(FlowKeyV4) == 16);
+
+uint64_t flow_key_hash(const FlowKeyV4& key);
+
+enum class FlowState : uint8_t {
+  free = 0,
+  syn_sent,     // TCP: client SYN forwarded, no reply yet (embryonic)
+  established,  // TCP: the backend answered; UDP/SCTP: any flow in use
+  closing,      // TCP: FIN or RST seen
+};
+
+enum class FlowDirection : uint8_t { original = 0, reply = 1 };
+
+struct alignas(64) FlowEntry {
+  std::atomic<uint64_t> last_seen{0};  // TSC of the connection's last packet (original entry)
+  std::atomic<uint32_t> version{0};    // even: stable; odd: being written
+  FlowKeyV4 key;
+  // The rewrite for packets matching `key`: new source and destination.
+  uint32_t new_src_be = 0;
+  uint32_t new_dst_be = 0;
+  uint16_t new_src_port_be = 0;
+  uint16_t new_dst_port_be = 0;
+  uint32_t partner = 0;      // entry index of the other direction
+  uint32_t service_id = 0;   // stable id of the service port (counters)
+  uint32_t backend_id = 0;   // stable id of the backend (counters)
+  uint32_t next_hop_be = 0;  // IPv4 next hop for this direction
+  uint32_t snat_pool = 0;    // SNAT pool the port came from
+  uint16_t tx_port = 0;      // egress port for this direction
+  std::atomic<FlowState> state{FlowState::free};
+  FlowDirection direction = FlowDirection::original;
+};
+static_assert(sizeof(FlowEntry) == 64, "a flow entry is one cache line");
+
+struct FlowTimeoutsTsc {
+  uint64_t tcp_established = 0;
+  uint64_t tcp_transitory = 0;
+  uint64_t udp = 0;
+};
+
+// What a flow looked like, for listing and for the expiry callback.
+struct FlowView {
+  FlowKeyV4 key;
+  uint32_t new_src_be, new_dst_be;
+  uint16_t new_src_port_be, new_dst_port_be;
+  uint32_t service_id, backend_id, snat_pool;
+  FlowState state;
+  FlowDirection direction;
+  uint64_t last_seen;
+};
+
+class FlowTable {
+ public:
+  static constexpr uint32_t kNoEntry = 0;  // entry 0 is never used, so 0 means "none"
+  static constexpr int kSlotsPerBucket = 8;
+
+  // Room for `connections` connections (2 entries each); buckets sized for at
+  // most 50% slot load, so two-choice insertion practically never fails.
+  explicit FlowTable(uint32_t connections);
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  void prefetch(uint64_t hash) const {
+    __builtin_prefetch(&buckets_[hash & bucket_mask_]);
+    __builtin_prefetch(&buckets_[second_bucket(hash)]);
+  }
+
+  // The entry matching `key`, or kNoEntry.
+  uint32_t lookup(const FlowKeyV4& key, uint64_t hash) const;
+
+  // Inserts the two entries of a connection. Returns the original entry's
+  // index, or kNoEntry when the table is full (nothing is changed then).
+  // `original` and `reply` describe each direction; state and last_seen are set.
+  uint32_t insert_connection(const FlowEntry& original, uint64_t original_hash, const FlowEntry& reply,
+                             uint64_t reply_hash, FlowState state, uint64_t now);
+
+  // Removes a connection given either of its entries.
+  void remove_connection(uint32_t index);
+
+  FlowEntry& entry(uint32_t index) { return entries_[index]; }
+  const FlowEntry& entry(uint32_t index) const { return entries_[index]; }
+
+  // The original entry of a connection, given either of its entries.
+  uint32_t original_of(uint32_t index) const {
+    return entries_[index].direction == FlowDirection::original ? index : entries_[index].partner;
+  }
+
+  uint64_t timeout_for(FlowState state, uint8_t protocol) const;
+  void set_timeouts(const FlowTimeoutsTsc& t) { timeouts_ = t; }
+
+  // Looks at up to `budget` entries from the expiry cursor; connections idle
+  // beyond their timeout are removed and passed to `on_expired` first.
+  // Returns how many connections expired.
+  template <typename OnExpired>
+  uint32_t expire_step(uint64_t now, uint32_t budget, OnExpired&& on_expired);
+
+  // Removes the oldest embryonic (syn_sent) connection among the next
+  // `budget` entries; true if one was evicted. Used when the table is full:
+  // established connections are never evicted for new ones.
+  template <typename OnEvicted>
+  bool evict_embryonic(uint32_t budget, OnEvicted&& on_evicted);
+
+  uint32_t connections() const { return live_connections_.load(std::memory_order_relaxed); }
+  uint32_t capacity() const { return capacity_connections_; }
+
+  // Consistent copy of an entry for readers on other threads; false if the
+  // entry is free or changed while being read.
+  bool read(uint32_t index, FlowView& out) const;
+  uint32_t entry_count() const { return entry_count_; }
+
+ private:
+  struct alignas(64) Bucket {
+    std::atomic<uint32_t> signature[kSlotsPerBucket];
+    std::atomic<uint32_t> entry[kSlotsPerBucket];
+  };
+  static_assert(sizeof(Bucket) == 64, "a bucket is one cache line");
+
+  static uint32_t signature_of(uint64_t hash) { return static_cast<uint32_t>(hash >> 32) | 1u; }
+  uint32_t first_bucket(uint64_t hash) const { return static_cast<uint32_t>(hash) & bucket_mask_; }
+  uint32_t second_bucket(uint64_t hash) const {
+    return static_cast<uint32_t>((hash >> 32) * 0x9e3779b1u >> 7) & bucket_mask_;
+  }
+  bool place(uint32_t index, uint64_t hash);
+  void unplace(uint32_t index);
+  uint32_t pop_free() { return free_top_ ? free_stack_[--free_top_] : kNoEntry; }
+  void push_free(uint32_t index) { free_stack_[free_top_++] = index; }
+  void write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now);
+  uint64_t hash_of(uint32_t index) const { return flow_key_hash(entries_[index].key); }
+
+  uint32_t capacity_connections_;
+  uint32_t entry_count_;  // including the unused entry 0
+  uint32_t bucket_mask_;
+  std::unique_ptr<Bucket[]> buckets_;
+  std::unique_ptr<FlowEntry[]> entries_;
+  std::unique_ptr<uint32_t[]> free_stack_;
+  uint32_t free_top_ = 0;
+  uint32_t expiry_cursor_ = 1;
+  uint32_t evict_cursor_ = 1;
+  std::atomic<uint32_t> live_connections_{0};
+  FlowTimeoutsTsc timeouts_;
+};
+
+template <typename OnExpired>
+uint32_t FlowTable::expire_step(uint64_t now, uint32_t budget, OnExpired&& on_expired) {
+  uint32_t expired = 0;
+  for (uint32_t i = 0; i < budget; ++i) {
+    uint32_t index = expiry_cursor_;
+    expiry_cursor_ = expiry_cursor_ + 1 == entry_count_ ? 1 : expiry_cursor_ + 1;
+    FlowEntry& e = entries_[index];
+    FlowState state = e.state.load(std::memory_order_relaxed);
+    if (state == FlowState::free || e.direction != FlowDirection::original) continue;
+    uint64_t idle = now - e.last_seen.load(std::memory_order_relaxed);
+    if (idle <= timeout_for(state, e.key.protocol)) continue;
+    on_expired(e);
+    remove_connection(index);
+    ++expired;
+  }
+  return expired;
+}
+
+template <typename OnEvicted>
+bool FlowTable::evict_embryonic(uint32_t budget, OnEvicted&& on_evicted) {
+  for (uint32_t i = 0; i < budget; ++i) {
+    uint32_t index = evict_cursor_;
+    evict_cursor_ = evict_cursor_ + 1 == entry_count_ ? 1 : evict_cursor_ + 1;
+    FlowEntry& e = entries_[index];
+    if (e.direction == FlowDirection::original && e.state.load(std::memory_order_relaxed) == FlowState::syn_sent) {
+      on_evicted(e);
+      remove_connection(index);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace nplb

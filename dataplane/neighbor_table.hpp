@@ -1,0 +1,72 @@
+// Next-hop MAC addresses (IPv4 ARP; an IPv6 ND table will sit beside it).
+//
+// The control thread is the only writer: it applies static neighbours from the
+// config and what workers learned from ARP (RFC 826's merge: a request or
+// reply from a known sender updates it; one addressed to us inserts it).
+// Workers read it lock-free on every forwarded packet: an entry's address is
+// written once and published with a release store, and its MAC is a single
+// 64-bit atomic word, so a reader sees the old or the new MAC, never half.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "net_types.hpp"
+
+namespace nplb {
+
+class NeighborTable {
+ public:
+  explicit NeighborTable(uint32_t capacity = 4096);
+
+  // Fast path: the MAC for `ip_be`, written into `mac`; false if unknown.
+  bool lookup(uint32_t ip_be, MacAddr& mac) const {
+    for (uint32_t i = slot_of(ip_be), probes = 0; probes <= mask_; i = (i + 1) & mask_, ++probes) {
+      uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
+      if (key == ip_be) {
+        uint64_t word = slots_[i].mac_word.load(std::memory_order_relaxed);
+        if (!(word & kValid)) return false;
+        for (int b = 0; b < 6; ++b) mac.bytes[b] = static_cast<uint8_t>(word >> (8 * b));
+        return true;
+      }
+      if (key == 0) return false;
+    }
+    return false;
+  }
+
+  // Control thread only. `is_static` entries are never overwritten by learning.
+  // Returns false when the table is full.
+  bool update(uint32_t ip_be, const MacAddr& mac, bool is_static);
+  bool contains(uint32_t ip_be) const;
+  bool is_static(uint32_t ip_be) const;
+  uint32_t size() const { return used_; }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    for (uint32_t i = 0; i <= mask_; ++i) {
+      uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
+      if (!key) continue;
+      uint64_t word = slots_[i].mac_word.load(std::memory_order_relaxed);
+      MacAddr mac;
+      for (int b = 0; b < 6; ++b) mac.bytes[b] = static_cast<uint8_t>(word >> (8 * b));
+      f(key, mac, (word & kStatic) != 0);
+    }
+  }
+
+ private:
+  static constexpr uint64_t kValid = 1ull << 48;
+  static constexpr uint64_t kStatic = 1ull << 49;
+  struct Slot {
+    std::atomic<uint32_t> ip_be{0};  // 0.0.0.0 is never a next hop: it marks an empty slot
+    std::atomic<uint64_t> mac_word{0};
+  };
+  uint32_t slot_of(uint32_t ip_be) const { return (ip_be * 0x9e3779b1u) >> 8 & mask_; }
+  int find(uint32_t ip_be) const;
+
+  uint32_t mask_;
+  uint32_t used_ = 0;
+  std::unique_ptr<Slot[]> slots_;
+};
+
+}  // namespace nplb

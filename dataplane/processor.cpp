@@ -1,0 +1,339 @@
+#include "processor.hpp"
+
+#include <cstring>
+
+#include "checksum.hpp"
+
+namespace nplb {
+
+WorkerState::WorkerState(const WorkerConfig& config)
+    : id(config.id),
+      flows(config.flow_capacity),
+      snat(config.snat_first, config.snat_last, config.snat_pools),
+      service_packets(new uint64_t[kMaxServicePorts]()),
+      backend_packets(new uint64_t[kMaxBackends]()) {}
+
+uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
+  uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) {
+    snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be));
+  });
+  counters.flows_expired += n;
+  return n;
+}
+
+uint64_t maglev_flow_hash(const FlowKeyV4& key, uint64_t seed) { return hash_bytes(&key, 13, seed); }
+
+namespace {
+
+// Offsets inside an IPv4 header, and inside TCP/UDP headers.
+constexpr size_t kIpTtl = 8, kIpChecksum = 10, kIpSrc = 12, kIpDst = 16;
+constexpr size_t kTcpChecksum = 16, kUdpChecksum = 6;
+
+struct Frame {
+  uint8_t* bytes;
+  const ParsedFrame& parsed;
+  uint8_t* ip() const { return bytes + parsed.l3_offset; }
+  uint8_t* l4() const { return bytes + parsed.l4_offset; }
+};
+
+uint32_t load32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint16_t load16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+void store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+void store16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
+
+// RFC 1122 3.2.1.3 / RFC 1812 5.3.7: a router must not forward packets from
+// these sources.
+bool is_martian_source(uint32_t src_be) {
+  uint32_t src = __builtin_bswap32(src_be);
+  return src == 0 || src == 0xffffffff || (src >> 24) == 127 || (src >> 28) == 0xe;
+}
+
+// Rewrites addresses and ports, decrements TTL, and updates both checksums
+// incrementally (RFC 1624): a checksum that arrived bad leaves bad.
+void translate(const Frame& f, uint32_t new_src_be, uint32_t new_dst_be, uint16_t new_sport_be,
+               uint16_t new_dport_be) {
+  uint8_t* ip = f.ip();
+  uint8_t* l4 = f.l4();
+  uint32_t old_src = load32(ip + kIpSrc), old_dst = load32(ip + kIpDst);
+  uint16_t old_sport = load16(l4), old_dport = load16(l4 + 2);
+
+  uint16_t ip_sum = load16(ip + kIpChecksum);
+  uint16_t old_ttl_word = load16(ip + kIpTtl);
+  ip[kIpTtl] -= 1;
+  ip_sum = checksum_update16(ip_sum, old_ttl_word, load16(ip + kIpTtl));
+  ip_sum = checksum_update32(ip_sum, old_src, new_src_be);
+  ip_sum = checksum_update32(ip_sum, old_dst, new_dst_be);
+  store16(ip + kIpChecksum, ip_sum);
+  store32(ip + kIpSrc, new_src_be);
+  store32(ip + kIpDst, new_dst_be);
+
+  size_t sum_at = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? kTcpChecksum : kUdpChecksum;
+  uint16_t l4_sum = load16(l4 + sum_at);
+  bool udp = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::udp);
+  // RFC 768: a UDP checksum of zero over IPv4 means "none"; it stays zero.
+  if (!(udp && l4_sum == 0)) {
+    l4_sum = checksum_update32(l4_sum, old_src, new_src_be);
+    l4_sum = checksum_update32(l4_sum, old_dst, new_dst_be);
+    l4_sum = checksum_update16(l4_sum, old_sport, new_sport_be);
+    l4_sum = checksum_update16(l4_sum, old_dport, new_dport_be);
+    // RFC 768: a computed zero is sent as all ones.
+    if (udp && l4_sum == 0) l4_sum = 0xffff;
+    store16(l4 + sum_at, l4_sum);
+  }
+  store16(l4, new_sport_be);
+  store16(l4 + 2, new_dport_be);
+}
+
+bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* frame, uint16_t tx_port,
+              uint32_t next_hop_be) {
+  MacAddr dst;
+  if (!neighbors.lookup(next_hop_be, dst)) {
+    w.drop(DropReason::neighbor_unresolved);
+    w.events.push(WorkerEvent{WorkerEvent::Kind::next_hop_wanted, tx_port, next_hop_be, {}});
+    return false;
+  }
+  std::memcpy(frame, dst.bytes.data(), 6);
+  std::memcpy(frame + 6, s.ports[tx_port].mac.bytes.data(), 6);
+  return true;
+}
+
+// TCP state of a connection, moved by what each direction sends.
+void track_tcp(FlowEntry& original, FlowDirection direction, uint8_t flags) {
+  FlowState state = original.state.load(std::memory_order_relaxed);
+  FlowState next = state;
+  if (flags & (kTcpRst | kTcpFin)) {
+    next = FlowState::closing;
+  } else if (direction == FlowDirection::reply && state == FlowState::syn_sent && (flags & kTcpAck)) {
+    next = FlowState::established;  // the backend answered the SYN
+  } else if (direction == FlowDirection::original && (flags & kTcpSyn) && state == FlowState::closing) {
+    next = FlowState::syn_sent;  // the client reuses its port for a new connection
+  }
+  if (next != state) original.state.store(next, std::memory_order_relaxed);
+}
+
+// RFC 9293 3.1 allows any flag mix on the wire, but these never occur in a
+// real connection and are scanner or attack signatures: no state for them.
+bool is_illegal_tcp_flags(uint8_t flags) {
+  constexpr uint8_t kCore = kTcpSyn | kTcpFin | kTcpRst | kTcpAck;
+  if ((flags & (kTcpSyn | kTcpFin)) == (kTcpSyn | kTcpFin)) return true;
+  if ((flags & (kTcpSyn | kTcpRst)) == (kTcpSyn | kTcpRst)) return true;
+  return (flags & (kCore | kTcpPsh | kTcpUrg)) == 0;  // null scan
+}
+
+Outcome dropped(WorkerState& w, DropReason r) {
+  w.drop(r);
+  return Outcome{Action::drop, 0};
+}
+
+// Applies a flow entry's translation and addresses the frame to its next hop.
+Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
+                   const FlowEntry& e) {
+  if (!set_macs(w, s, neighbors, f.bytes, e.tx_port, e.next_hop_be)) return Outcome{Action::drop, 0};
+  translate(f, e.new_src_be, e.new_dst_be, e.new_src_port_be, e.new_dst_port_be);
+  ++w.service_packets[e.service_id];
+  ++w.backend_packets[e.backend_id];
+  ++w.counters.forwarded;
+  return Outcome{Action::forward, e.tx_port};
+}
+
+// A packet of no known connection to a frontend: pick a backend, a SNAT
+// port, and record both directions.
+Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
+                        const FlowKeyV4& key, uint64_t hash, uint64_t now) {
+  const ServicePortView* service = s.find_service(key.dst_be, key.dst_port_be, key.protocol);
+  if (!service) return dropped(w, DropReason::no_service);
+  if (service->backend_count == 0) return dropped(w, DropReason::no_backend);
+  uint32_t chosen = service->maglev->lookup(maglev_flow_hash(key, s.maglev_seed));
+  if (chosen == MaglevTable::kNoBackend) return dropped(w, DropReason::no_backend);
+  const BackendView& backend = s.backends[service->first_backend + chosen];
+  if (!backend.route.found) return dropped(w, DropReason::no_route);
+  Route to_client = s.route_to(key.src_be);
+  if (!to_client.found) return dropped(w, DropReason::no_route);
+
+  // SNAT address by flow hash, then the others if its pool toward this
+  // backend is exhausted.
+  uint32_t snat_count = static_cast<uint32_t>(s.snat_be.size());
+  uint32_t pool = SnatPorts::kNoPool, snat_be = 0;
+  uint16_t snat_port = 0;
+  for (uint32_t i = 0; i < snat_count && snat_port == 0; ++i) {
+    snat_be = s.snat_be[(hash + i) % snat_count];
+    pool = w.snat.pool_for(SnatPoolKey{snat_be, backend.address_be, backend.port_be, key.protocol, 0});
+    if (pool != SnatPorts::kNoPool) snat_port = w.snat.acquire(pool);
+  }
+  if (snat_port == 0) return dropped(w, DropReason::snat_exhausted);
+  uint16_t snat_port_be = __builtin_bswap16(snat_port);
+
+  FlowEntry original;
+  original.key = key;
+  original.new_src_be = snat_be;
+  original.new_dst_be = backend.address_be;
+  original.new_src_port_be = snat_port_be;
+  original.new_dst_port_be = backend.port_be;
+  original.service_id = service->stable_id;
+  original.backend_id = backend.stable_id;
+  original.tx_port = backend.route.port;
+  original.next_hop_be = backend.route.next_hop_be;
+  original.snat_pool = pool;
+
+  FlowEntry reply;
+  reply.key = FlowKeyV4{backend.address_be, snat_be, backend.port_be, snat_port_be, key.protocol, {0, 0, 0}};
+  reply.new_src_be = key.dst_be;
+  reply.new_dst_be = key.src_be;
+  reply.new_src_port_be = key.dst_port_be;
+  reply.new_dst_port_be = key.src_port_be;
+  reply.service_id = service->stable_id;
+  reply.backend_id = backend.stable_id;
+  reply.tx_port = to_client.port;
+  reply.next_hop_be = to_client.next_hop_be;
+  reply.snat_pool = pool;
+
+  FlowState state = key.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? FlowState::syn_sent : FlowState::established;
+  uint64_t reply_hash = flow_key_hash(reply.key);
+  uint32_t index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
+  if (index == FlowTable::kNoEntry) {
+    // Full: make room from embryonic connections only; established ones are
+    // never evicted for new ones.
+    auto release = [&w](const FlowEntry& e) { w.snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be)); };
+    if (w.flows.evict_embryonic(64, release)) {
+      ++w.counters.flows_evicted;
+      index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
+    }
+    if (index == FlowTable::kNoEntry) {
+      w.snat.release(pool, snat_port);
+      return dropped(w, DropReason::flow_table_full);
+    }
+  }
+  ++w.counters.flows_created;
+  return forward_by(w, s, neighbors, f, w.flows.entry(index));
+}
+
+Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const ParsedFrame& p, uint16_t in_port) {
+  uint8_t* arp = frame + p.l3_offset;
+  // RFC 826: Ethernet (1) / IPv4 (0x0800), 6-byte and 4-byte addresses.
+  if (load_be16(arp) != 1 || load_be16(arp + 2) != kEtherTypeIpv4 || arp[4] != 6 || arp[5] != 4)
+    return dropped(w, DropReason::arp_ignored);
+  uint16_t op = load_be16(arp + 6);
+  uint32_t sender_ip = load32(arp + 14), target_ip = load32(arp + 24);
+  MacAddr sender_mac;
+  std::memcpy(sender_mac.bytes.data(), arp + 8, 6);
+  if ((op != 1 && op != 2) || sender_mac.is_multicast()) return dropped(w, DropReason::arp_ignored);
+
+  bool for_us = s.is_local(target_ip);
+  bool on_link = false;
+  for (const Cidr& subnet : s.ports[in_port].subnets)
+    on_link |= subnet.contains(IpAddr::v4_be(sender_ip));
+  // RFC 826 merge: learn the sender when the packet is for us; a known
+  // sender's update (including gratuitous ARP) is merged by the control
+  // thread, which knows the table. Off-link senders are never learned.
+  if (on_link && sender_ip != 0 && !s.is_local(sender_ip)) {
+    if (w.events.push(WorkerEvent{WorkerEvent::Kind::arp_learned, in_port, sender_ip, sender_mac}))
+      ++w.counters.arp_learned;
+    else
+      w.drop(DropReason::exception_ring_full);
+  }
+  if (!for_us) return dropped(w, DropReason::arp_ignored);
+  if (op != 1) return Outcome{Action::consumed, in_port};
+
+  // Answer in place: the reply goes back to the asker.
+  const MacAddr& ours = s.ports[in_port].mac;
+  std::memcpy(frame, sender_mac.bytes.data(), 6);
+  std::memcpy(frame + 6, ours.bytes.data(), 6);
+  arp[7] = 2;
+  std::memcpy(arp + 18, arp + 8, 10);  // target hw + ip := sender's
+  std::memcpy(arp + 8, ours.bytes.data(), 6);
+  store32(arp + 14, target_ip);
+  ++w.counters.arp_replies;
+  return Outcome{Action::reply, in_port};
+}
+
+Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f, uint32_t& len, uint16_t in_port) {
+  uint8_t* ip = f.ip();
+  uint8_t* icmp = f.l4();
+  // RFC 792: echo request is type 8; anything else to us has no handler here.
+  if (f.parsed.is_fragment || f.parsed.l4_len < 8 || icmp[0] != 8 || icmp[1] != 0)
+    return dropped(w, DropReason::icmp_ignored);
+  uint16_t old_word = load16(icmp);
+  icmp[0] = 0;
+  store16(icmp + 2, checksum_update16(load16(icmp + 2), old_word, load16(icmp)));
+  uint32_t src = load32(ip + kIpSrc);
+  store32(ip + kIpSrc, load32(ip + kIpDst));
+  store32(ip + kIpDst, src);
+  ip[kIpTtl] = 64;
+  store16(ip + kIpChecksum, 0);
+  store16(ip + kIpChecksum, ipv4_header_checksum(ip, f.parsed.l4_offset - f.parsed.l3_offset));
+  std::memcpy(f.bytes, f.bytes + 6, 6);  // back to the sender's MAC
+  std::memcpy(f.bytes + 6, s.ports[in_port].mac.bytes.data(), 6);
+  len = f.parsed.frame_len;
+  ++w.counters.icmp_echo_replies;
+  return Outcome{Action::reply, in_port};
+}
+
+}  // namespace
+
+Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
+                      uint16_t in_port, uint64_t now, ParseOptions options) {
+  ParsedFrame p = parse_frame(bytes, len, options);
+  switch (p.kind) {
+    case FrameKind::drop:
+      return dropped(w, p.drop_reason);
+    case FrameKind::arp:
+      return handle_arp(w, s, bytes, p, in_port);
+    case FrameKind::ipv6:
+      return dropped(w, DropReason::ipv6_not_supported);
+    case FrameKind::ipv4:
+      break;
+  }
+  Frame f{bytes, p};
+  const uint8_t* ip = f.ip();
+  uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
+
+  bool to_frontend = s.is_frontend(dst_be);
+  bool to_snat = !to_frontend && s.is_snat(dst_be);
+  if (!to_frontend && !to_snat) {
+    if (!s.is_local(dst_be)) return dropped(w, DropReason::not_for_us);
+    if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) return answer_echo(w, s, f, len, in_port);
+    return dropped(w, DropReason::to_appliance);
+  }
+  if (is_martian_source(src_be) || s.is_local(src_be)) return dropped(w, DropReason::martian_source);
+  if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
+    if (to_frontend) return answer_echo(w, s, f, len, in_port);
+    return dropped(w, DropReason::icmp_ignored);
+  }
+  // Fragments are not balanced: only the first carries ports, and without
+  // reassembly the rest could not follow it (DPVS makes the same call).
+  if (p.is_fragment) return dropped(w, DropReason::fragment);
+  if (p.protocol != static_cast<uint8_t>(L4Protocol::tcp) && p.protocol != static_cast<uint8_t>(L4Protocol::udp))
+    return dropped(w, DropReason::unsupported_protocol);
+  // RFC 1812 5.3.1: a router must not forward a packet whose TTL would reach 0.
+  if (ip[kIpTtl] <= 1) return dropped(w, DropReason::ttl_exceeded);
+  bool tcp = p.protocol == static_cast<uint8_t>(L4Protocol::tcp);
+  if (tcp && is_illegal_tcp_flags(p.tcp_flags)) return dropped(w, DropReason::invalid_tcp_flags);
+
+  len = p.frame_len;  // trim Ethernet padding: checksums cover the IP length only
+  FlowKeyV4 key{src_be, dst_be, p.src_port_be, p.dst_port_be, p.protocol, {0, 0, 0}};
+  uint64_t hash = flow_key_hash(key);
+  uint32_t index = w.flows.lookup(key, hash);
+  if (index == FlowTable::kNoEntry) {
+    if (to_snat) return dropped(w, DropReason::no_reverse_flow);
+    // Only a packet that may open a connection creates state; anything else
+    // without state is dropped, never forwarded untranslated (a RST to an
+    // unknown flow included).
+    if (tcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) return dropped(w, DropReason::no_flow);
+    return open_connection(w, s, neighbors, f, key, hash, now);
+  }
+  FlowEntry& e = w.flows.entry(index);
+  FlowEntry& original = e.direction == FlowDirection::original ? e : w.flows.entry(e.partner);
+  original.last_seen.store(now, std::memory_order_relaxed);
+  if (tcp) track_tcp(original, e.direction, p.tcp_flags);
+  return forward_by(w, s, neighbors, f, e);
+}
+
+}  // namespace nplb

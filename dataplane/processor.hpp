@@ -1,0 +1,92 @@
+// The per-packet work of a worker, on plain bytes: classify, look up, NAT,
+// choose the egress port and MACs. It runs without EAL, so packet fixtures,
+// fuzzers and the bench drive exactly the code the workers run.
+//
+// Fast-path rules: no locks, no heap, no system calls, no exceptions, no
+// logging. Everything a worker writes lives in its own WorkerState.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "counters.hpp"
+#include "flow_table.hpp"
+#include "neighbor_table.hpp"
+#include "packet.hpp"
+#include "snapshot.hpp"
+#include "snat_pool.hpp"
+#include "spsc_ring.hpp"
+
+namespace nplb {
+
+// Messages from a worker to the control thread.
+struct WorkerEvent {
+  enum class Kind : uint8_t { arp_learned, next_hop_wanted } kind = Kind::arp_learned;
+  uint16_t port = 0;
+  uint32_t ip_be = 0;
+  MacAddr mac;
+};
+using WorkerEventRing = SpscRing<WorkerEvent, 1024>;
+
+// Counters a worker writes and the control thread reads (relaxed loads: a
+// figure may be a burst behind, never torn on 64-bit x86/ARM).
+struct alignas(64) WorkerCounters {
+  uint64_t drops[kDropReasonCount] = {};
+  uint64_t flows_created = 0;
+  uint64_t flows_expired = 0;
+  uint64_t flows_evicted = 0;  // embryonic flows evicted to make room
+  uint64_t arp_replies = 0;
+  uint64_t arp_learned = 0;
+  uint64_t icmp_echo_replies = 0;
+  uint64_t forwarded = 0;
+  uint64_t port_rx[kMaxPorts] = {};
+  uint64_t port_tx[kMaxPorts] = {};
+  uint64_t port_dropped[kMaxPorts] = {};
+};
+
+struct WorkerConfig {
+  uint32_t id = 0;
+  uint32_t flow_capacity = 65536;
+  uint16_t snat_first = 1024;  // this worker's slice of the SNAT port range
+  uint16_t snat_last = 65535;
+  uint32_t snat_pools = 4096;
+};
+
+struct alignas(64) WorkerState {
+  explicit WorkerState(const WorkerConfig& config);
+
+  uint32_t id;
+  FlowTable flows;
+  SnatPorts snat;
+  WorkerCounters counters;
+  std::unique_ptr<uint64_t[]> service_packets;  // by stable service-port id
+  std::unique_ptr<uint64_t[]> backend_packets;  // by stable backend id
+  WorkerEventRing events;
+
+  void drop(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
+  // Expires idle connections and gives their SNAT ports back.
+  uint32_t expire(uint64_t now, uint32_t budget);
+};
+
+enum class Action : uint8_t {
+  drop,      // counted under its reason
+  forward,   // translated; send on tx_port
+  reply,     // answered in place (ARP, ICMP echo); send on tx_port (the input port)
+  consumed,  // learned from (ARP reply to us); nothing to send
+};
+
+struct Outcome {
+  Action action = Action::drop;
+  uint16_t tx_port = 0;
+};
+
+// Processes one frame in place. `len` may shrink (Ethernet padding trimmed).
+// `now` is the TSC of the burst.
+Outcome process_frame(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, uint8_t* frame,
+                      uint32_t& len, uint16_t in_port, uint64_t now, ParseOptions options = {});
+
+// The flow hash Maglev picks a backend by: seeded, platform independent, so
+// appliances with the same seed and services agree on every flow.
+uint64_t maglev_flow_hash(const FlowKeyV4& key, uint64_t seed);
+
+}  // namespace nplb

@@ -1,0 +1,35 @@
+#include "snapshot.hpp"
+
+#include <bit>
+
+namespace nplb {
+
+Route Snapshot::route_to(uint32_t dst_be) const {
+  IpAddr dst = IpAddr::v4_be(dst_be);
+  for (uint16_t p = 0; p < ports.size(); ++p)
+    for (const Cidr& subnet : ports[p].subnets)
+      if (subnet.contains(dst)) return Route{p, dst_be, true};
+  for (uint16_t p = 0; p < ports.size(); ++p)
+    if (ports[p].gateway_be) return Route{p, ports[p].gateway_be, true};
+  return Route{};
+}
+
+void Snapshot::reserve_service_keys(size_t count) {
+  size_t size = std::bit_ceil(std::max<size_t>(16, count * 2));
+  service_keys.assign(size, ServiceKey{});
+  service_key_values.assign(size, 0);
+}
+
+void Snapshot::index_service(uint32_t frontend_be, uint16_t port_be, uint8_t protocol, uint32_t service_index) {
+  size_t mask = service_keys.size() - 1;
+  for (size_t i = service_slot(frontend_be, port_be, protocol) & mask;; i = (i + 1) & mask) {
+    ServiceKey& k = service_keys[i];
+    if (!k.used || (k.frontend_be == frontend_be && k.port_be == port_be && k.protocol == protocol)) {
+      k = ServiceKey{frontend_be, port_be, protocol, 1};
+      service_key_values[i] = service_index;
+      return;
+    }
+  }
+}
+
+}  // namespace nplb

@@ -1,0 +1,109 @@
+// The immutable view of the configuration the workers forward by.
+//
+// The control thread builds a Snapshot off the fast path, publishes it with
+// one atomic pointer swap, and frees the previous one only after every worker
+// has passed a quiescent state (rte_rcu_qsbr). Workers never see a
+// half-applied change and never take a lock. Containers are filled before
+// publication and never touched again, so workers read them freely.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "maglev.hpp"
+#include "net_types.hpp"
+
+namespace nplb {
+
+inline constexpr uint16_t kMaxPorts = 8;
+inline constexpr uint32_t kMaxServicePorts = 65536;  // stable ids for per-service counters
+inline constexpr uint32_t kMaxBackends = 262144;     // stable ids for per-backend counters
+
+// Where a destination leaves: the port, and the next hop whose MAC we need.
+struct Route {
+  uint16_t port = 0;
+  uint32_t next_hop_be = 0;
+  bool found = false;
+};
+
+struct PortView {
+  MacAddr mac;
+  std::vector<Cidr> subnets;  // the port's own addresses with their prefixes
+  uint32_t gateway_be = 0;    // 0: none
+};
+
+struct BackendView {
+  uint32_t address_be = 0;
+  uint16_t port_be = 0;
+  uint32_t stable_id = 0;  // counters index
+  Route route;
+};
+
+struct ServicePortView {
+  uint32_t stable_id = 0;       // counters index
+  uint8_t protocol = 0;
+  uint32_t first_backend = 0;   // backends[first_backend, first_backend + backend_count)
+  uint32_t backend_count = 0;
+  const MaglevTable* maglev = nullptr;  // indices relative to first_backend
+};
+
+// Open-addressing map from (frontend, protocol, nodePort) to a service port.
+struct ServiceKey {
+  uint32_t frontend_be = 0;
+  uint16_t port_be = 0;
+  uint8_t protocol = 0;
+  uint8_t used = 0;
+};
+
+struct Snapshot {
+  uint64_t generation = 0;
+  uint64_t maglev_seed = 0;
+
+  std::vector<PortView> ports;
+  std::vector<uint32_t> frontends_be;
+  std::vector<uint32_t> snat_be;
+  std::vector<uint32_t> local_be;  // every address the appliance answers ARP for
+
+  std::vector<ServicePortView> services;
+  std::vector<BackendView> backends;
+  std::vector<std::unique_ptr<MaglevTable>> maglev_tables;  // shared by services with the same backend set
+
+  std::vector<ServiceKey> service_keys;       // power-of-two sized
+  std::vector<uint32_t> service_key_values;   // index into services
+
+  // Lookups used on the fast path.
+  const ServicePortView* find_service(uint32_t frontend_be, uint16_t port_be, uint8_t protocol) const {
+    if (service_keys.empty()) return nullptr;
+    size_t mask = service_keys.size() - 1;
+    for (size_t i = service_slot(frontend_be, port_be, protocol) & mask;; i = (i + 1) & mask) {
+      const ServiceKey& k = service_keys[i];
+      if (!k.used) return nullptr;
+      if (k.frontend_be == frontend_be && k.port_be == port_be && k.protocol == protocol)
+        return &services[service_key_values[i]];
+    }
+  }
+  static size_t service_slot(uint32_t frontend_be, uint16_t port_be, uint8_t protocol) {
+    uint64_t x = (uint64_t(frontend_be) << 24) ^ (uint64_t(port_be) << 8) ^ protocol;
+    return static_cast<size_t>((x * 0x9e3779b97f4a7c15ull) >> 40);
+  }
+  static bool contains(const std::vector<uint32_t>& set, uint32_t a) {
+    for (uint32_t x : set)
+      if (x == a) return true;
+    return false;
+  }
+  bool is_frontend(uint32_t a) const { return contains(frontends_be, a); }
+  bool is_snat(uint32_t a) const { return contains(snat_be, a); }
+  bool is_local(uint32_t a) const { return contains(local_be, a); }
+
+  // The port whose subnet holds `dst`, else the first port with a gateway.
+  Route route_to(uint32_t dst_be) const;
+
+  // Control side: builds the service map from `services` and the keys given.
+  void index_service(uint32_t frontend_be, uint16_t port_be, uint8_t protocol, uint32_t service_index);
+  void reserve_service_keys(size_t count);
+};
+
+}  // namespace nplb

@@ -1,0 +1,136 @@
+#include "worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
+
+namespace nplb {
+namespace {
+
+// Per-port transmit buffers: packets are sent in bursts, and whatever a full
+// TX queue refuses is freed and counted, never retried in a loop.
+struct TxBuffers {
+  rte_mbuf* pkts[kMaxPorts][kBurstSize * 2];
+  uint16_t count[kMaxPorts] = {};
+
+  void flush(WorkerRuntime& rt, uint16_t port) {
+    uint16_t n = count[port];
+    if (n == 0) return;
+    uint16_t sent = rte_eth_tx_burst(rt.port_ids[port], rt.queue, pkts[port], n);
+    WorkerCounters& c = rt.state->counters;
+    c.port_tx[port] += sent;
+    if (sent < n) {
+      c.drops[static_cast<size_t>(DropReason::tx_full)] += n - sent;
+      c.port_dropped[port] += n - sent;
+      rte_pktmbuf_free_bulk(&pkts[port][sent], n - sent);
+    }
+    count[port] = 0;
+  }
+
+  void add(WorkerRuntime& rt, uint16_t port, rte_mbuf* m) {
+    pkts[port][count[port]++] = m;
+    if (count[port] >= kBurstSize) flush(rt, port);
+  }
+
+  void flush_all(WorkerRuntime& rt) {
+    for (uint16_t p = 0; p < rt.port_count; ++p) flush(rt, p);
+  }
+};
+
+void process_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rte_mbuf** pkts, uint16_t n,
+                   uint16_t in_port, uint64_t now) {
+  WorkerState& w = *rt.state;
+  for (uint16_t i = 0; i < n && i < 4; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 4 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void*));
+    rte_mbuf* m = pkts[i];
+    uint32_t len = rte_pktmbuf_data_len(m);
+    uint32_t original_len = len;
+    ParseOptions options;
+    options.ip_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    Outcome out = process_frame(w, snapshot, *rt.neighbors, rte_pktmbuf_mtod(m, uint8_t*), len, in_port, now, options);
+    switch (out.action) {
+      case Action::forward:
+      case Action::reply:
+        if (len < original_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(original_len - len));
+        // No TX checksum offload: checksums were updated incrementally, so a
+        // checksum that arrived bad leaves bad.
+        m->ol_flags = 0;
+        tx.add(rt, out.tx_port, m);
+        break;
+      case Action::drop:
+        ++w.counters.port_dropped[in_port];
+        rte_pktmbuf_free(m);
+        break;
+      case Action::consumed:
+        rte_pktmbuf_free(m);
+        break;
+    }
+  }
+}
+
+void send_injected(WorkerRuntime& rt, TxBuffers& tx) {
+  rte_mbuf* pkts[kBurstSize];
+  unsigned n = rte_ring_sc_dequeue_burst(rt.inject, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
+  for (unsigned i = 0; i < n; ++i) {
+    uint16_t port = pkts[i]->port;
+    if (port >= rt.port_count) {
+      rte_pktmbuf_free(pkts[i]);
+      continue;
+    }
+    tx.add(rt, port, pkts[i]);
+  }
+}
+
+}  // namespace
+
+int run_worker(void* arg) {
+  WorkerRuntime& rt = *static_cast<WorkerRuntime*>(arg);
+  WorkerState& w = *rt.state;
+  TxBuffers tx;
+  rte_rcu_qsbr_thread_register(rt.rcu, w.id);
+  rte_rcu_qsbr_thread_online(rt.rcu, w.id);
+  rt.running.store(true, std::memory_order_release);
+
+  uint64_t last_packet = rte_rdtsc();
+  rte_mbuf* pkts[kBurstSize];
+  while (!rt.stop->load(std::memory_order_relaxed)) {
+    const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
+    uint64_t now = rte_rdtsc();
+    bool busy = false;
+    for (uint16_t p = 0; p < rt.port_count; ++p) {
+      uint16_t n = rte_eth_rx_burst(rt.port_ids[p], rt.queue, pkts, kBurstSize);
+      if (n == 0) continue;
+      busy = true;
+      w.counters.port_rx[p] += n;
+      process_burst(rt, tx, *snapshot, pkts, n, p, now);
+    }
+    if (rt.inject) send_injected(rt, tx);
+    tx.flush_all(rt);
+    w.expire(now, rt.expiry_budget);
+    // The snapshot pointer is not held past this point.
+    rte_rcu_qsbr_quiescent(rt.rcu, w.id);
+
+    if (busy) {
+      last_packet = now;
+      rt.last_rx_tsc.store(now, std::memory_order_relaxed);
+    } else if (now - last_packet > rt.idle_spin_tsc) {
+      // Long idle: yield the core (2-core machines stay usable). Never while
+      // packets wait: any packet resets the idle clock above.
+      rte_delay_us_sleep(rt.idle_sleep_us);
+    } else {
+      rte_pause();
+    }
+  }
+  if (rt.inject) send_injected(rt, tx);
+  tx.flush_all(rt);
+  rte_rcu_qsbr_thread_offline(rt.rcu, w.id);
+  rte_rcu_qsbr_thread_unregister(rt.rcu, w.id);
+  rt.running.store(false, std::memory_order_release);
+  return 0;
+}
+
+}  // namespace nplb
