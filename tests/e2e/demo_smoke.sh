@@ -100,6 +100,6 @@ c = json.load(open(sys.argv[1]))
 want = int(sys.argv[2]) + 1
 assert c["flows_created"] >= want, f"flows_created {c['flows_created']} < {want}"
 assert c["services"]["default/web:80"]["packets"] > 0, c["services"]
-print("demo_smoke: counters:", json.dumps({k: c[k] for k in ("flows_created", "drops")}))
+print("demo_smoke: counters: flows_created", c["flows_created"], "drops", {k: v for k, v in c["drops"].items() if v})
 EOF
 echo "demo_smoke: PASS in $(since) s"
