@@ -197,6 +197,10 @@ def main():
         log(f"{nplb} is not executable")
         return 1
 
+    def on_term(signum, frame):  # meson's timeout sends SIGTERM: still clean up in finally
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_term)
+
     t_start = time.monotonic()
     bed = Bed()
     work = tempfile.mkdtemp(prefix="nplb-rp-")
@@ -292,7 +296,7 @@ def main():
             with open(err_path) as f:
                 tail = f.read()[-3000:]
             log("nplb log tail:\n" + tail)
-    except Exception as e:
+    except (Exception, KeyboardInterrupt) as e:
         errors.append(f"harness: {e!r}")
     finally:
         if proc is not None and proc.poll() is None:
