@@ -70,6 +70,12 @@ std::string check_port_name(std::string_view s) {
   return "";
 }
 
+bool plain_integer_text(const std::string& s) {
+  size_t start = !s.empty() && s[0] == '-' ? 1 : 0;
+  return s.size() > start && std::all_of(s.begin() + static_cast<std::ptrdiff_t>(start), s.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; });
+}
+
 std::string supported_list(std::initializer_list<std::string_view> values) {
   std::string out;
   for (auto v : values) out += (out.empty() ? "" : ", ") + yaml::quote(v);
@@ -110,9 +116,7 @@ class ObjectReader {
   // How Kubernetes prints a value back: numbers bare, strings quoted.
   static std::string shown(const Value& v) {
     if (!v.is_scalar()) return v.is_map() ? "map[...]" : v.is_sequence() ? "[...]" : "null";
-    return v.is_quoted() || !std::all_of(v.text().begin(), v.text().end(), [](char c) { return (c >= '0' && c <= '9') || c == '-'; })
-               ? yaml::quote(v.text())
-               : v.text();
+    return v.is_quoted() || !plain_integer_text(v.text()) ? yaml::quote(v.text()) : v.text();
   }
 
   // Field access. Each returns nothing when the field is absent or null, and
@@ -256,7 +260,10 @@ std::optional<Service> read_service(const Value& object, ObjectReader& r) {
     else if (type == "NodePort") svc.type = ServiceType::NodePort;
     else if (type == "LoadBalancer") svc.type = ServiceType::LoadBalancer;
     else if (type == "ExternalName") svc.type = ServiceType::ExternalName;
-    else r.unsupported(*type_at, type, {"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"});
+    else {
+      r.unsupported(*type_at, type, {"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"});
+      return std::nullopt;  // checks that depend on the type would only repeat the error
+    }
   }
   bool exposed_type = svc.type == ServiceType::NodePort || svc.type == ServiceType::LoadBalancer;
   const std::string type_name(service_type_name(svc.type));
@@ -313,7 +320,7 @@ std::optional<Service> read_service(const Value& object, ObjectReader& r) {
         if (!tp->is_scalar()) {
           r.invalid(*tp, ObjectReader::shown(*tp), "must be an integer or a string");
         } else if (!tp->is_quoted() && !tp->text().empty() &&
-                   std::all_of(tp->text().begin(), tp->text().end(), [](char c) { return (c >= '0' && c <= '9') || c == '-'; })) {
+                   plain_integer_text(tp->text())) {
           auto n = r.int_field(item, "targetPort");
           if (n && *n != 0) {
             if (auto p = r.port_number(*tp, *n)) port.target_port = *p;

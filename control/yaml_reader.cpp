@@ -158,11 +158,14 @@ YamlFile parse_file(const std::string& path, const Limits& limits) {
     YamlFile out{path, {}, {{{path, 0, 0}, std::string("cannot read: ") + std::strerror(errno)}}};
     return out;
   }
-  // Read at most one byte past the cap: enough to know the file is too big.
+  // Read at most one byte past the cap: enough to know the file is too big,
+  // without trusting a size that may change under us (or a pipe's size of 0).
   std::string text;
-  text.resize(static_cast<size_t>(limits.max_file_bytes) + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
+  char chunk[65536];
+  while (text.size() <= limits.max_file_bytes && in.read(chunk, sizeof chunk).gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+    if (!in) break;
+  }
   return parse_text(text, path, limits);
 }
 

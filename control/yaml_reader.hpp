@@ -79,7 +79,8 @@ class Value {
   // "a mapping", "a sequence", "an integer", "a boolean", "a string", "null".
   std::string kind_name() const;
   // The scalar as written, for messages.
-  std::string text() const { return node_.IsScalar() ? node_.Scalar() : std::string(); }
+  // (yaml-cpp gives non-scalars an empty scalar.)
+  const std::string& text() const { return node_.Scalar(); }
 
   [[noreturn]] void fail(std::string detail) const;
 
