@@ -1,5 +1,6 @@
 #include "json_writer.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -74,9 +75,10 @@ JsonWriter& JsonWriter::value(double d) {
     out_ += "null";
     return *this;
   }
+  // Shortest text that reads back as the same double.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", d);
-  out_ += buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  out_.append(buf, ec == std::errc() ? end : buf);
   return *this;
 }
 

@@ -212,6 +212,7 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
     }
   }
   ++w.counters.flows_created;
+  w.flows_changed_in_burst = true;
   return forward_by(w, s, neighbors, f, w.flows.entry(index));
 }
 
@@ -278,16 +279,37 @@ Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f, uint32_t&
 
 }  // namespace
 
-Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
-                      uint16_t in_port, uint64_t now, ParseOptions options) {
-  ParsedFrame p = parse_frame(bytes, len, options);
+namespace {
+
+// A packet between the stages of a burst: classified, then looked up in the
+// flow table, then completed, so the table's cache lines for the whole burst
+// are in flight before the first packet needs them.
+struct PacketWork {
+  ParsedFrame parsed;
+  FlowKeyV4 key;
+  uint64_t hash = 0;
+  uint32_t index = FlowTable::kNoEntry;
+  bool to_snat = false;
+  bool needs_flow = false;  // false: `outcome` is final
+  Outcome outcome;
+};
+
+// Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
+void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint16_t in_port,
+              ParseOptions options, PacketWork& work) {
+  work.needs_flow = false;
+  ParsedFrame& p = work.parsed;
+  p = parse_frame(bytes, len, options);
   switch (p.kind) {
     case FrameKind::drop:
-      return dropped(w, p.drop_reason);
+      work.outcome = dropped(w, p.drop_reason);
+      return;
     case FrameKind::arp:
-      return handle_arp(w, s, bytes, p, in_port);
+      work.outcome = handle_arp(w, s, bytes, p, in_port);
+      return;
     case FrameKind::ipv6:
-      return dropped(w, DropReason::ipv6_not_supported);
+      work.outcome = dropped(w, DropReason::ipv6_not_supported);
+      return;
     case FrameKind::ipv4:
       break;
   }
@@ -298,42 +320,104 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
   bool to_frontend = s.is_frontend(dst_be);
   bool to_snat = !to_frontend && s.is_snat(dst_be);
   if (!to_frontend && !to_snat) {
-    if (!s.is_local(dst_be)) return dropped(w, DropReason::not_for_us);
-    if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) return answer_echo(w, s, f, len, in_port);
-    return dropped(w, DropReason::to_appliance);
+    if (!s.is_local(dst_be)) {
+      work.outcome = dropped(w, DropReason::not_for_us);
+    } else if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
+      work.outcome = answer_echo(w, s, f, len, in_port);
+    } else {
+      work.outcome = dropped(w, DropReason::to_appliance);
+    }
+    return;
   }
-  if (is_martian_source(src_be) || s.is_local(src_be)) return dropped(w, DropReason::martian_source);
+  if (is_martian_source(src_be) || s.is_local(src_be)) {
+    work.outcome = dropped(w, DropReason::martian_source);
+    return;
+  }
   if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
-    if (to_frontend) return answer_echo(w, s, f, len, in_port);
-    return dropped(w, DropReason::icmp_ignored);
+    work.outcome = to_frontend ? answer_echo(w, s, f, len, in_port) : dropped(w, DropReason::icmp_ignored);
+    return;
   }
   // Fragments are not balanced: only the first carries ports, and without
   // reassembly the rest could not follow it (DPVS makes the same call).
-  if (p.is_fragment) return dropped(w, DropReason::fragment);
-  if (p.protocol != static_cast<uint8_t>(L4Protocol::tcp) && p.protocol != static_cast<uint8_t>(L4Protocol::udp))
-    return dropped(w, DropReason::unsupported_protocol);
-  // RFC 1812 5.3.1: a router must not forward a packet whose TTL would reach 0.
-  if (ip[kIpTtl] <= 1) return dropped(w, DropReason::ttl_exceeded);
-  bool tcp = p.protocol == static_cast<uint8_t>(L4Protocol::tcp);
-  if (tcp && is_illegal_tcp_flags(p.tcp_flags)) return dropped(w, DropReason::invalid_tcp_flags);
-
+  DropReason reason = DropReason::count;
+  if (p.is_fragment) {
+    reason = DropReason::fragment;
+  } else if (p.protocol != static_cast<uint8_t>(L4Protocol::tcp) && p.protocol != static_cast<uint8_t>(L4Protocol::udp)) {
+    reason = DropReason::unsupported_protocol;
+  } else if (ip[kIpTtl] <= 1) {
+    // RFC 1812 5.3.1: a router must not forward a packet whose TTL would reach 0.
+    reason = DropReason::ttl_exceeded;
+  } else if (p.protocol == static_cast<uint8_t>(L4Protocol::tcp) && is_illegal_tcp_flags(p.tcp_flags)) {
+    reason = DropReason::invalid_tcp_flags;
+  }
+  if (reason != DropReason::count) {
+    work.outcome = dropped(w, reason);
+    return;
+  }
   len = p.frame_len;  // trim Ethernet padding: checksums cover the IP length only
-  FlowKeyV4 key{src_be, dst_be, p.src_port_be, p.dst_port_be, p.protocol, {0, 0, 0}};
-  uint64_t hash = flow_key_hash(key);
-  uint32_t index = w.flows.lookup(key, hash);
-  if (index == FlowTable::kNoEntry) {
-    if (to_snat) return dropped(w, DropReason::no_reverse_flow);
+  work.key = FlowKeyV4{src_be, dst_be, p.src_port_be, p.dst_port_be, p.protocol, {0, 0, 0}};
+  work.hash = flow_key_hash(work.key);
+  work.to_snat = to_snat;
+  work.needs_flow = true;
+}
+
+// After the lookup: an existing connection's packet, or a new connection.
+Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, PacketWork& work,
+                 uint64_t now) {
+  Frame f{bytes, work.parsed};
+  bool tcp = work.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp);
+  // The lookup ran for the whole burst before any packet completed: an
+  // earlier packet of this burst may have opened this connection (SYN then
+  // ACK) or evicted the entry found. Look again when that can have happened.
+  if (w.flows_changed_in_burst &&
+      (work.index == FlowTable::kNoEntry || !(w.flows.entry(work.index).key == work.key) ||
+       w.flows.entry(work.index).state.load(std::memory_order_relaxed) == FlowState::free))
+    work.index = w.flows.lookup(work.key, work.hash);
+  if (work.index == FlowTable::kNoEntry) {
+    if (work.to_snat) return dropped(w, DropReason::no_reverse_flow);
     // Only a packet that may open a connection creates state; anything else
     // without state is dropped, never forwarded untranslated (a RST to an
     // unknown flow included).
-    if (tcp && (p.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn) return dropped(w, DropReason::no_flow);
-    return open_connection(w, s, neighbors, f, key, hash, now);
+    if (tcp && (work.parsed.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
+      return dropped(w, DropReason::no_flow);
+    return open_connection(w, s, neighbors, f, work.key, work.hash, now);
   }
-  FlowEntry& e = w.flows.entry(index);
+  FlowEntry& e = w.flows.entry(work.index);
   FlowEntry& original = e.direction == FlowDirection::original ? e : w.flows.entry(e.partner);
   original.last_seen.store(now, std::memory_order_relaxed);
-  if (tcp) track_tcp(original, e.direction, p.tcp_flags);
+  if (tcp) track_tcp(original, e.direction, work.parsed.tcp_flags);
   return forward_by(w, s, neighbors, f, e);
+}
+
+}  // namespace
+
+Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
+                      uint16_t in_port, uint64_t now, ParseOptions options) {
+  PacketWork work;
+  classify(w, s, bytes, len, in_port, options, work);
+  if (!work.needs_flow) return work.outcome;
+  work.index = w.flows.lookup(work.key, work.hash);
+  w.flows_changed_in_burst = false;
+  return complete(w, s, neighbors, bytes, work, now);
+}
+
+void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts, uint16_t n,
+                   uint16_t in_port, uint64_t now) {
+  PacketWork work[kMaxBurst];
+  if (n > kMaxBurst) n = kMaxBurst;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
+    classify(w, s, pkts[i].frame, pkts[i].len, in_port, pkts[i].options, work[i]);
+    if (work[i].needs_flow) w.flows.prefetch(work[i].hash);
+  }
+  for (uint16_t i = 0; i < n; ++i) {
+    if (!work[i].needs_flow) continue;
+    work[i].index = w.flows.lookup(work[i].key, work[i].hash);
+    if (work[i].index != FlowTable::kNoEntry) __builtin_prefetch(&w.flows.entry(work[i].index));
+  }
+  w.flows_changed_in_burst = false;
+  for (uint16_t i = 0; i < n; ++i)
+    pkts[i].outcome = work[i].needs_flow ? complete(w, s, neighbors, pkts[i].frame, work[i], now) : work[i].outcome;
 }
 
 }  // namespace nplb

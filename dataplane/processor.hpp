@@ -62,6 +62,7 @@ struct alignas(64) WorkerState {
   std::unique_ptr<uint64_t[]> service_packets;  // by stable service-port id
   std::unique_ptr<uint64_t[]> backend_packets;  // by stable backend id
   WorkerEventRing events;
+  bool flows_changed_in_burst = false;  // a connection was opened during the current burst
 
   void drop(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
   // Expires idle connections and gives their SNAT ports back.
@@ -84,6 +85,19 @@ struct Outcome {
 // `now` is the TSC of the burst.
 Outcome process_frame(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, uint8_t* frame,
                       uint32_t& len, uint16_t in_port, uint64_t now, ParseOptions options = {});
+
+// A burst: classify every packet and prefetch its flow bucket, look every one
+// up and prefetch its entry, then complete each. Same verdicts as calling
+// process_frame on each packet in order.
+inline constexpr uint16_t kMaxBurst = 64;
+struct BurstPacket {
+  uint8_t* frame = nullptr;
+  uint32_t len = 0;  // in: frame length; out: may shrink (padding trimmed)
+  ParseOptions options;
+  Outcome outcome;
+};
+void process_burst(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, BurstPacket* packets,
+                   uint16_t count, uint16_t in_port, uint64_t now);
 
 // The flow hash Maglev picks a backend by: seeded, platform independent, so
 // appliances with the same seed and services agree on every flow.

@@ -3,7 +3,6 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
-#include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
@@ -40,26 +39,29 @@ struct TxBuffers {
   }
 };
 
-void process_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rte_mbuf** pkts, uint16_t n,
-                   uint16_t in_port, uint64_t now) {
+void handle_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rte_mbuf** mbufs, uint16_t n,
+                  uint16_t in_port, uint64_t now) {
   WorkerState& w = *rt.state;
-  for (uint16_t i = 0; i < n && i < 4; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+  BurstPacket pkts[kBurstSize];
   for (uint16_t i = 0; i < n; ++i) {
-    if (i + 4 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 4], void*));
-    rte_mbuf* m = pkts[i];
-    uint32_t len = rte_pktmbuf_data_len(m);
-    uint32_t original_len = len;
-    ParseOptions options;
-    options.ip_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-    Outcome out = process_frame(w, snapshot, *rt.neighbors, rte_pktmbuf_mtod(m, uint8_t*), len, in_port, now, options);
-    switch (out.action) {
+    rte_mbuf* m = mbufs[i];
+    pkts[i].frame = rte_pktmbuf_mtod(m, uint8_t*);
+    pkts[i].len = rte_pktmbuf_data_len(m);
+    pkts[i].options.ip_checksum_verified =
+        (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+  }
+  process_burst(w, snapshot, *rt.neighbors, pkts, n, in_port, now);
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = mbufs[i];
+    switch (pkts[i].outcome.action) {
       case Action::forward:
       case Action::reply:
-        if (len < original_len) rte_pktmbuf_trim(m, static_cast<uint16_t>(original_len - len));
+        if (pkts[i].len < rte_pktmbuf_data_len(m))
+          rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - pkts[i].len));
         // No TX checksum offload: checksums were updated incrementally, so a
         // checksum that arrived bad leaves bad.
         m->ol_flags = 0;
-        tx.add(rt, out.tx_port, m);
+        tx.add(rt, pkts[i].outcome.tx_port, m);
         break;
       case Action::drop:
         ++w.counters.port_dropped[in_port];
@@ -106,7 +108,7 @@ int run_worker(void* arg) {
       if (n == 0) continue;
       busy = true;
       w.counters.port_rx[p] += n;
-      process_burst(rt, tx, *snapshot, pkts, n, p, now);
+      handle_burst(rt, tx, *snapshot, pkts, n, p, now);
     }
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
