@@ -137,8 +137,7 @@ void Appliance::init_eal() {
   for (const std::string& a : args) joined += " " + a;
   spdlog::info("EAL:{}", joined);
   if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0)
-    fail(SourceLocation{config_.config_file, 0, 0},
-         std::string("dataplane.eal: EAL initialisation failed: ") + rte_strerror(rte_errno));
+    fail(config_.dataplane.eal_where, std::string("dataplane.eal: EAL initialisation failed: ") + rte_strerror(rte_errno));
   eal_ready_ = true;
   tsc_hz_ = rte_get_tsc_hz();
   started_tsc_ = rte_rdtsc();
@@ -165,14 +164,14 @@ void Appliance::create_mempool() {
   uint64_t needed = uint64_t(dp.ports.size()) * dp.workers * (dp.rx_descriptors + dp.tx_descriptors) +
                     uint64_t(dp.workers) * kBurstSize * (3 * dp.ports.size() + 1) + uint64_t(kCache) * (dp.workers + 1) + 64;
   if (dp.mbufs < needed)
-    fail(SourceLocation{config_.config_file, 0, 0},
+    fail(dp.mbufs_where,
          "dataplane.mbufs: " + std::to_string(dp.mbufs) + " mbufs are too few for " + std::to_string(dp.ports.size()) +
              " ports x " + std::to_string(dp.workers) + " queues x (" + std::to_string(dp.rx_descriptors) + " + " +
              std::to_string(dp.tx_descriptors) + ") descriptors plus bursts and caches: need at least " +
              std::to_string(needed));
   mempool_ = rte_pktmbuf_pool_create("nplb_mbufs", dp.mbufs, kCache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
   if (!mempool_)
-    fail(SourceLocation{config_.config_file, 0, 0},
+    fail(dp.mbufs_where,
          "dataplane.mbufs: cannot allocate " + std::to_string(dp.mbufs) + " mbufs: " + rte_strerror(rte_errno) +
              " (raise -m in dataplane.eal or reserve hugepages)");
 }
@@ -373,7 +372,9 @@ void Appliance::control_loop() {
       spdlog::info("every RX queue idle for {} ms: stopping", options_.exit_when_idle_ms);
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // Short naps: a neighbour a worker learned must reach the table before
+    // the reply it will carry (a node answers within ~100 us on a LAN).
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   if (g_stop_requested.load()) spdlog::info("stop requested by signal");
 }

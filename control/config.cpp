@@ -88,7 +88,11 @@ class SettingsParser {
                 &errors_);
     DataplaneConfig& dp = config_.dataplane;
     guarded([&] {
-      if (auto eal = m.get("eal")) dp.eal = eal->as_string_list();
+      dp.eal_where = v.where();
+      if (auto eal = m.get("eal")) {
+        dp.eal_where = eal->where();
+        dp.eal = eal->as_string_list();
+      }
     });
     guarded([&] {
       if (auto w = m.get("workers")) {
@@ -114,7 +118,11 @@ class SettingsParser {
       }
     });
     guarded([&] {
-      if (auto mbufs = m.get("mbufs")) dp.mbufs = mbufs->as_integer<uint32_t>(1);
+      dp.mbufs_where = v.where();
+      if (auto mbufs = m.get("mbufs")) {
+        dp.mbufs_where = mbufs->where();
+        dp.mbufs = mbufs->as_integer<uint32_t>(1);
+      }
     });
     guarded([&] {
       if (auto rx = m.get("rx_descriptors")) dp.rx_descriptors = rx->as_integer<uint16_t>(1, 32768);

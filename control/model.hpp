@@ -76,6 +76,8 @@ struct DataplaneConfig {
   uint16_t rx_descriptors = 1024;
   uint16_t tx_descriptors = 1024;
   SourceLocation workers_where;     // for start-time errors about lcores
+  SourceLocation eal_where;         // ... about EAL initialisation
+  SourceLocation mbufs_where;       // ... about the mempool
 };
 
 enum class ForwardingMode { nat };
