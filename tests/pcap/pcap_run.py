@@ -8,7 +8,7 @@
 One port, one-armed: clients (198.18.0.0/15, behind the gateway) and nodes
 (198.51.100.21-23) share the link `lan`. Input: >= 1,000 interleaved client flows
 to VIP 203.0.113.10 (TCP: SYN, ACK, data, FIN|ACK to nodePort 30080; UDP: 2-3
-datagrams to nodePort 30053), one TCP flow with a wrong L4 checksum, and one
+datagrams to nodePort 30053; a few flows back to back, most interleaved), one TCP flow with a wrong L4 checksum, and one
 packet per drop reason we expect. Every output packet is decoded by scapy, not by
 our code: L2/L3/L4 addresses and ports, TTL, IP and L4 checksums recomputed from
 scratch, payload and TCP fields unchanged, stickiness per flow, no SNAT collision,
@@ -55,6 +55,7 @@ UNKNOWN_NODEPORT = 31999
 
 N_TCP = 700
 N_UDP = 320
+BACK_TO_BACK_FLOWS = 60   # of those, not interleaved: all packets in a row
 SPREAD_MIN, SPREAD_MAX = 0.20, 0.47
 NPLB_TIMEOUT_S = 240
 
@@ -305,14 +306,21 @@ def build_scenario(seed):
     drop("invalid_tcp_flags", "SYN+FIN",
          l2l3(ip, 64) / TCP(sport=sp, dport=dport_web(), flags="SF", seq=isn()))
 
-    # Interleave: a random merge that keeps each flow's own order.
-    order = [f.idx for f in flows for _ in f.packets]
+    # Interleave: a random merge that keeps each flow's own order. A few flows
+    # stay back to back instead (SYN then ACK, datagram after datagram), so
+    # that a new flow's next packet often shares its RX burst: the flow must
+    # already be found for it.
+    back_to_back = set(rng.sample(range(len(flows)), BACK_TO_BACK_FLOWS))
+    order = [f.idx for f in flows if f.idx not in back_to_back for _ in f.packets]
     rng.shuffle(order)
     nxt = [0] * len(flows)
     frames = []
     for i in order:
         frames.append(flows[i].packets[nxt[i]].frame)
         nxt[i] += 1
+    for i in sorted(back_to_back):
+        at = rng.randrange(0, len(frames) + 1)
+        frames[at:at] = [p.frame for p in flows[i].packets]
     # Drops go at spread-out positions.
     for d in drops:
         frames.insert(rng.randrange(0, len(frames) + 1), d.frame)
