@@ -95,8 +95,16 @@ struct MaglevConfig {
   uint32_t max_table_size = 655373;
 };
 
+enum class BackendKind { nodes, pods };
+enum class OnBackendRemoved { keep, reset };
+
 struct ForwardingConfig {
   ForwardingMode mode = ForwardingMode::nat;
+  BackendKind backends = BackendKind::nodes;  // per service: annotation nplb.io/backends
+  // What happens to established TCP connections whose backend left the
+  // service: keep forwarding until they end or time out, or reset them.
+  // UDP flows always move to a live backend at once.
+  OnBackendRemoved on_backend_removed = OnBackendRemoved::keep;
   std::vector<IpAddr> frontends;   // VIPs clients connect to
   std::vector<IpAddr> snat;        // source addresses toward backends
   PortRange snat_ports{1024, 65535};
@@ -118,12 +126,21 @@ struct ClusterConfig {
   std::vector<SourceLocation> manifests_where;
 };
 
+struct ApiConfig {
+  // "127.0.0.1:9080", "[::1]:9080" or "unix:/run/nplb/api.sock". Loopback only.
+  std::string listen = "127.0.0.1:9080";
+  SourceLocation where;
+};
+
 struct ApplianceConfig {
   std::string config_file;  // as given on the command line
   std::string base_dir;     // the config file's folder: relative paths resolve here
   DataplaneConfig dataplane;
   ForwardingConfig forwarding;
   ClusterConfig cluster;
+  ApiConfig api;
+  std::string state_dir;    // where allocations persist (resolved); empty: not configured
+  SourceLocation state_dir_where;
 };
 
 // ---------------------------------------------------------------- Kubernetes objects
@@ -220,6 +237,10 @@ struct ResolvedBackend {
   IpAddr address;
   uint16_t port = 0;
   std::string node;  // the node it is, or the node it lives on
+  // Next hop when the backend is not on a link of the appliance: a pod is
+  // reached through its node. Unspecified: route to `address` itself.
+  IpAddr via;
+  bool terminating = false;  // a serving-but-terminating endpoint, used only when no ready one exists
   auto operator<=>(const ResolvedBackend&) const = default;
 };
 
@@ -235,6 +256,8 @@ struct ResolvedService {
   TrafficPolicy external_traffic_policy = TrafficPolicy::Cluster;
   SessionAffinity session_affinity = SessionAffinity::None;
   uint32_t affinity_timeout_seconds = 10800;
+  BackendKind backends = BackendKind::nodes;
+  uint16_t health_check_node_port = 0;  // kube-proxy's /healthz for Local services
   std::vector<ResolvedServicePort> ports;
 };
 
