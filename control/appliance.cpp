@@ -22,6 +22,8 @@
 #include <regex>
 #include <thread>
 
+#include <unistd.h>
+
 #include "control/json_writer.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/worker.hpp"
@@ -136,7 +138,16 @@ void Appliance::init_eal() {
   std::string joined;
   for (const std::string& a : args) joined += " " + a;
   spdlog::info("EAL:{}", joined);
-  if (rte_eal_init(static_cast<int>(args.size()), argv.data()) < 0)
+  // EAL prints its usage text on stdout when an argument is wrong; stdout is
+  // kept for JSON, so point it at stderr while EAL starts.
+  std::fflush(stdout);
+  int saved_stdout = dup(STDOUT_FILENO);
+  dup2(STDERR_FILENO, STDOUT_FILENO);
+  int eal_rc = rte_eal_init(static_cast<int>(args.size()), argv.data());
+  std::fflush(stdout);
+  dup2(saved_stdout, STDOUT_FILENO);
+  close(saved_stdout);
+  if (eal_rc < 0)
     fail(config_.dataplane.eal_where, std::string("dataplane.eal: EAL initialisation failed: ") + rte_strerror(rte_errno));
   eal_ready_ = true;
   tsc_hz_ = rte_get_tsc_hz();
@@ -183,12 +194,12 @@ void Appliance::setup_ports() {
     std::string name = device_name(pc.device);
     uint16_t id;
     if (rte_eth_dev_get_port_by_name(name.c_str(), &id) != 0)
-      fail(pc.where, "dataplane.ports." + pc.name + ".device: no DPDK port named \"" + name +
+      fail(pc.device_where, "dataplane.ports." + pc.name + ".device: no DPDK port named \"" + name +
                          "\" (the driver did not probe it; see the EAL messages above)");
     rte_eth_dev_info info;
     if (rte_eth_dev_info_get(id, &info) != 0) fail(pc.where, "dataplane.ports." + pc.name + ": cannot query the device");
     if (info.max_rx_queues < queues || info.max_tx_queues < queues)
-      fail(pc.where, "dataplane.ports." + pc.name + ": " + std::to_string(dp.workers) +
+      fail(pc.device_where, "dataplane.ports." + pc.name + ".device: " + std::to_string(dp.workers) +
                          " workers need as many RX and TX queues; the device has " + std::to_string(info.max_rx_queues) +
                          " RX and " + std::to_string(info.max_tx_queues) + " TX (net_af_packet: add qpairs=N)");
     rte_eth_conf conf{};

@@ -155,7 +155,11 @@ class SettingsParser {
           auto [it, fresh] = names.emplace(port.name, name.where());
           if (!fresh) error(name, "duplicate port name '" + port.name + "' (first at " + line_of(it->second) + ")");
         });
-        guarded([&] { port.device = m.require("device").as_nonempty_string(); });
+        guarded([&] {
+          const Value& device = m.require("device");
+          port.device_where = device.where();
+          port.device = device.as_nonempty_string();
+        });
         guarded([&] {
           Value list = m.require("addresses");
           auto cidrs = list.items();

@@ -39,6 +39,7 @@ struct PortConfig {
   std::optional<MacAddr> mac;
   std::optional<IpAddr> gateway;    // next hop for destinations outside the port's subnets
   SourceLocation where;
+  SourceLocation device_where;
 };
 
 struct NeighborConfig {

@@ -39,12 +39,13 @@ struct BackendView {
   uint32_t address_be = 0;
   uint16_t port_be = 0;
   uint32_t stable_id = 0;  // counters index
-  Route route;
+  Route route;             // a pod reached through its node: next hop is the node
 };
 
 struct ServicePortView {
   uint32_t stable_id = 0;       // counters index
   uint8_t protocol = 0;
+  uint64_t affinity_timeout_tsc = 0;  // sessionAffinity ClientIP; 0: none
   uint32_t first_backend = 0;   // backends[first_backend, first_backend + backend_count)
   uint32_t backend_count = 0;
   const MaglevTable* maglev = nullptr;  // indices relative to first_backend
@@ -69,7 +70,17 @@ struct Snapshot {
 
   std::vector<ServicePortView> services;
   std::vector<BackendView> backends;
-  std::vector<std::unique_ptr<MaglevTable>> maglev_tables;  // shared by services with the same backend set
+  // Shared by services with the same backend set, and by consecutive
+  // snapshots while the set does not change (a reload rebuilds no table it
+  // does not have to).
+  std::vector<std::shared_ptr<const MaglevTable>> maglev_tables;
+
+  // Backends (by stable id) that some service of this snapshot still uses.
+  // A connection whose backend left: UDP moves at once, TCP keeps going
+  // unless reset_on_backend_removed.
+  std::vector<uint64_t> live_backends;
+  bool reset_on_backend_removed = false;
+  uint64_t tsc_hz = 0;
 
   std::vector<ServiceKey> service_keys;       // power-of-two sized
   std::vector<uint32_t> service_key_values;   // index into services
@@ -93,6 +104,14 @@ struct Snapshot {
     for (uint32_t x : set)
       if (x == a) return true;
     return false;
+  }
+  bool backend_is_live(uint32_t stable_id) const {
+    size_t word = stable_id / 64;
+    return word < live_backends.size() && (live_backends[word] >> (stable_id % 64) & 1);
+  }
+  void mark_backend_live(uint32_t stable_id) {
+    if (live_backends.size() <= stable_id / 64) live_backends.resize(stable_id / 64 + 1, 0);
+    live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
   }
   bool is_frontend(uint32_t a) const { return contains(frontends_be, a); }
   bool is_snat(uint32_t a) const { return contains(snat_be, a); }
