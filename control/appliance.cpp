@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -24,6 +25,9 @@
 
 #include <unistd.h>
 
+#include "control/api_server.hpp"
+#include "control/config_loader.hpp"
+#include "control/file_watcher.hpp"
 #include "control/json_writer.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/worker.hpp"
@@ -32,8 +36,10 @@ namespace nplb {
 namespace {
 
 std::atomic<bool> g_stop_requested{false};
+std::atomic<bool> g_reload_requested{false};
 
 void on_stop_signal(int) { g_stop_requested.store(true); }
+void on_reload_signal(int) { g_reload_requested.store(true); }
 
 void install_signal_handlers() {
   struct sigaction sa {};
@@ -41,6 +47,35 @@ void install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = on_reload_signal;
+  sigaction(SIGHUP, &sa, nullptr);
+}
+
+std::string utc_now_iso8601() {
+  char buf[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// What the last reload did, for the API and nplbctl.
+struct ReloadRecord {
+  std::string time;
+  std::string trigger = "start";
+  bool ok = true;       // applied, and nothing was rejected
+  bool applied = true;  // a new snapshot was published
+  uint64_t generation = 0;
+  std::vector<std::string> errors;
+  std::vector<std::string> changes;
+  std::vector<std::string> restart_required;
+};
+
+void write_string_array(JsonWriter& j, const std::vector<std::string>& items) {
+  j.begin_array();
+  for (const std::string& item : items) j.value(item);
+  j.end_array();
 }
 
 bool is_pci_address(const std::string& device) {
@@ -70,8 +105,8 @@ struct ResolutionState {
 
 class Appliance {
  public:
-  Appliance(const LoadResult& loaded, const RunOptions& options)
-      : config_(*loaded.config), model_(loaded.model), options_(options) {}
+  Appliance(ConfigLoader& loader, LoadResult loaded, const RunOptions& options)
+      : loader_(loader), active_(std::move(loaded)), config_(*active_.config), options_(options) {}
   ~Appliance() { shutdown(); }
 
   int run();
@@ -87,12 +122,30 @@ class Appliance {
   void resolve_next_hops(uint64_t now, bool periodic);
   void request_arp(uint16_t port, uint32_t target_be);
   bool idle_long_enough(uint64_t now) const;
-  std::string final_counters_json() const;
+  std::string counters_json() const;
   void shutdown();
 
-  const ApplianceConfig& config_;
-  const Model& model_;
+  // Reload: build off the fast path, publish, wait out the workers, free.
+  ReloadRecord reload(const std::string& trigger);
+  void publish(BuiltSnapshot built);
+  void watch_config_files();
+  void start_api();
+  std::string status_json() const;
+  std::string services_json() const;
+  std::string reload_json(const ReloadRecord& r) const;
+  std::string nodes_json() const;
+  std::string endpoints_json() const;
+
+  ConfigLoader& loader_;
+  LoadResult active_;              // the model being served (and the config it came with)
+  const ApplianceConfig config_;   // as started: settings that only take effect at start
   RunOptions options_;
+  ReloadRecord last_reload_;
+  MaglevCache maglev_cache_;
+  uint64_t generation_ = 1;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<FileWatcher> watcher_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   bool eal_ready_ = false;
   bool ports_started_ = false;
@@ -375,6 +428,9 @@ void Appliance::control_loop() {
   while (!g_stop_requested.load()) {
     uint64_t now = rte_rdtsc();
     handle_worker_events();
+    if (api_) api_->poll(0);
+    if (g_reload_requested.exchange(false)) reload("signal");
+    if (watcher_ && watcher_->changed()) reload("inotify");
     if (now - last_periodic >= tsc_hz_ / 4) {
       resolve_next_hops(now, true);
       last_periodic = now;
@@ -390,7 +446,7 @@ void Appliance::control_loop() {
   if (g_stop_requested.load()) spdlog::info("stop requested by signal");
 }
 
-std::string Appliance::final_counters_json() const {
+std::string Appliance::counters_json() const {
   auto sum = [&](auto field) {
     uint64_t total = 0;
     for (const auto& w : workers_) total += field(*w);
@@ -463,6 +519,216 @@ void Appliance::shutdown() {
   eal_ready_ = false;
 }
 
+void Appliance::publish(BuiltSnapshot built) {
+  published_.store(built.snapshot.get(), std::memory_order_release);
+  // Every worker passes a quiescent state once per loop: after this no
+  // worker holds the previous snapshot, and it can go.
+  rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
+  current_ = std::move(built);
+  maglev_cache_.prune();
+}
+
+ReloadRecord Appliance::reload(const std::string& trigger) {
+  auto began = std::chrono::steady_clock::now();
+  ReloadRecord r;
+  r.trigger = trigger;
+  r.time = utc_now_iso8601();
+  LoadResult next = loader_.load(false);
+  for (const ConfigError& e : next.errors) r.errors.push_back(e.format());
+  r.changes = next.changes.lines;
+  r.restart_required = next.restart_required;
+  if (next.fatal || !next.config) {
+    // A syntax error or bad settings reject the whole reload: the running
+    // configuration stays untouched.
+    r.ok = r.applied = false;
+    r.generation = generation_;
+    for (const std::string& e : r.errors) spdlog::error("reload ({}) refused: {}", trigger, e);
+    last_reload_ = r;
+    return r;
+  }
+  for (const std::string& key : r.restart_required)
+    spdlog::warn("reload ({}): {} changed; it takes effect at the next start", trigger, key);
+  // Settings that only take effect at start keep their running values.
+  ApplianceConfig effective = config_;
+  effective.forwarding.frontends = next.config->forwarding.frontends;
+  effective.forwarding.backends = next.config->forwarding.backends;
+  effective.forwarding.on_backend_removed = next.config->forwarding.on_backend_removed;
+  effective.cluster = next.config->cluster;
+  try {
+    publish(build_snapshot(effective, next.model, port_macs_, ids_, generation_ + 1, tsc_hz_, &maglev_cache_));
+  } catch (const std::exception& e) {
+    r.errors.push_back(config_.config_file + ": " + e.what());
+    r.ok = r.applied = false;
+    r.generation = generation_;
+    last_reload_ = r;
+    return r;
+  }
+  ++generation_;
+  next.config = effective;
+  active_ = std::move(next);
+  r.generation = generation_;
+  r.ok = r.errors.empty();
+  for (const std::string& e : r.errors) spdlog::warn("reload ({}): rejected: {}", trigger, e);
+  for (const std::string& c : r.changes) spdlog::info("reload ({}): {}", trigger, c);
+  auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began);
+  spdlog::info("reload ({}) published generation {} in {} ms: {} service ports, {} Maglev tables cached ({} built so far)",
+               trigger, generation_, took.count() / 1000.0, current_.service_labels.size(), maglev_cache_.size(),
+               maglev_cache_.builds());
+  last_reload_ = r;
+  watch_config_files();
+  return r;
+}
+
+void Appliance::watch_config_files() {
+  try {
+    if (!watcher_) watcher_ = std::make_unique<FileWatcher>();
+    std::vector<std::string> paths{config_.config_file};
+    for (const std::string& m : active_.config->cluster.manifests) paths.push_back(m);
+    watcher_->watch(paths);
+  } catch (const std::exception& e) {
+    spdlog::warn("not watching the configuration files ({}): reload with SIGHUP or nplbctl reload", e.what());
+    watcher_.reset();
+  }
+}
+
+void Appliance::start_api() {
+  try {
+    api_ = std::make_unique<ApiServer>(config_.api.listen);
+  } catch (const std::exception& e) {
+    fail(config_.api.where, std::string("api.listen: ") + e.what());
+  }
+  auto json = [](std::string body) { return HttpResponse{200, "application/json", std::move(body) + "\n"}; };
+  api_->route("GET", "/v1/status", [this, json](const HttpRequest&) { return json(status_json()); });
+  api_->route("GET", "/v1/services", [this, json](const HttpRequest&) { return json(services_json()); });
+  api_->route("GET", "/v1/stats", [this, json](const HttpRequest&) { return json(counters_json()); });
+  api_->route("GET", "/v1/nodes", [this, json](const HttpRequest&) { return json(nodes_json()); });
+  api_->route("GET", "/v1/endpoints", [this, json](const HttpRequest&) { return json(endpoints_json()); });
+  api_->route("POST", "/v1/reload", [this, json](const HttpRequest&) { return json(reload_json(reload("api"))); });
+  spdlog::info("control API on {}", api_->address());
+}
+
+std::string Appliance::reload_json(const ReloadRecord& r) const {
+  JsonWriter j;
+  j.begin_object();
+  j.key("ok").value(r.ok);
+  j.key("applied").value(r.applied);
+  j.key("generation").value(r.generation);
+  j.key("time").value(r.time);
+  j.key("trigger").value(r.trigger);
+  j.key("changes");
+  write_string_array(j, r.changes);
+  j.key("errors");
+  write_string_array(j, r.errors);
+  j.key("restart_required");
+  write_string_array(j, r.restart_required);
+  j.end_object();
+  return j.str();
+}
+
+std::string Appliance::status_json() const {
+  JsonWriter j;
+  j.begin_object();
+  j.key("version").value("0.1.0");
+  j.key("generation").value(generation_);
+  j.key("uptime_seconds")
+      .value(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  j.key("workers").value(config_.dataplane.workers);
+  j.key("config").value(config_.config_file);
+  j.key("last_reload").raw(reload_json(last_reload_));
+  j.end_object();
+  return j.str();
+}
+
+std::string Appliance::services_json() const {
+  JsonWriter j;
+  j.begin_object();
+  j.key("services").begin_array();
+  for (const ResolvedService& svc : active_.model.services) {
+    j.begin_object();
+    j.key("namespace").value(svc.namespace_);
+    j.key("name").value(svc.name);
+    j.key("type").value(service_type_name(svc.type));
+    j.key("frontends").begin_array();
+    for (const IpAddr& f : active_.model.frontends) j.value(f.str());
+    j.end_array();
+    j.key("externalTrafficPolicy").value(svc.external_traffic_policy == TrafficPolicy::Local ? "Local" : "Cluster");
+    j.key("sessionAffinity").value(svc.session_affinity == SessionAffinity::ClientIP ? "ClientIP" : "None");
+    if (svc.session_affinity == SessionAffinity::ClientIP)
+      j.key("sessionAffinityTimeoutSeconds").value(svc.affinity_timeout_seconds);
+    j.key("backendKind").value(svc.backends == BackendKind::pods ? "pods" : "nodes");
+    j.key("ports").begin_array();
+    for (const ResolvedServicePort& port : svc.ports) {
+      j.begin_object();
+      j.key("name").value(port.spec.name);
+      j.key("protocol").value(protocol_name(port.spec.protocol));
+      j.key("port").value(unsigned(port.spec.port));
+      j.key("targetPort");
+      if (const auto* n = std::get_if<uint16_t>(&port.spec.target_port))
+        j.value(unsigned(*n));
+      else
+        j.value(std::get<std::string>(port.spec.target_port));
+      j.key("nodePort").value(unsigned(port.spec.node_port));
+      j.key("backends").begin_array();
+      for (const ResolvedBackend& b : port.backends) {
+        j.begin_object();
+        j.key("address").value(b.address.str());
+        j.key("port").value(unsigned(b.port));
+        j.key("node").value(b.node);
+        j.key("state").value(b.terminating ? "terminating" : "up");
+        j.end_object();
+      }
+      j.end_array();
+      j.end_object();
+    }
+    j.end_array();
+    j.end_object();
+  }
+  j.end_array();
+  j.end_object();
+  return j.str();
+}
+
+std::string Appliance::nodes_json() const {
+  JsonWriter j;
+  j.begin_object();
+  j.key("nodes").begin_array();
+  for (const ResolvedNode& n : active_.model.nodes) {
+    j.begin_object();
+    j.key("name").value(n.name);
+    j.key("address").value(n.address.str());
+    j.key("state").value("up");
+    j.key("last_error").value("");
+    j.key("last_change").value(last_reload_.time);
+    j.end_object();
+  }
+  j.end_array();
+  j.end_object();
+  return j.str();
+}
+
+std::string Appliance::endpoints_json() const {
+  JsonWriter j;
+  j.begin_object();
+  j.key("endpoints").begin_array();
+  for (const ResolvedService& svc : active_.model.services)
+    for (const ResolvedServicePort& port : svc.ports)
+      for (const ResolvedBackend& b : port.backends) {
+        j.begin_object();
+        j.key("service").value(svc.namespace_ + "/" + svc.name);
+        j.key("port").value(port.spec.name);
+        j.key("address").value(b.address.str());
+        j.key("port_number").value(unsigned(b.port));
+        j.key("node").value(b.node);
+        j.key("state").value(b.terminating ? "terminating" : "up");
+        j.key("last_error").value("");
+        j.key("last_change").value(last_reload_.time);
+        j.end_object();
+      }
+  j.end_array();
+  j.end_object();
+  return j.str();
+}
+
 int Appliance::run() {
   install_signal_handlers();
   init_eal();
@@ -471,18 +737,23 @@ int Appliance::run() {
   setup_ports();
   for (const NeighborConfig& n : config_.dataplane.neighbors)
     if (n.ip.is_v4()) neighbors_.update(n.ip.v4_be(), n.mac, true);
-  current_ = build_snapshot(config_, model_, port_macs_, ids_, 1);
+  current_ = build_snapshot(config_, active_.model, port_macs_, ids_, generation_, tsc_hz_, &maglev_cache_);
   published_.store(current_.snapshot.get(), std::memory_order_release);
-  size_t service_ports = current_.service_labels.size();
-  spdlog::info("serving {} service ports on {} frontend(s) toward {} backends", service_ports,
-               model_.frontends.size(), current_.backend_labels.size());
+  last_reload_.time = utc_now_iso8601();
+  last_reload_.generation = generation_;
+  for (const ConfigError& e : active_.errors) last_reload_.errors.push_back(e.format());
+  last_reload_.ok = last_reload_.errors.empty();
+  spdlog::info("serving {} service ports on {} frontend(s) toward {} backends", current_.service_labels.size(),
+               active_.model.frontends.size(), current_.backend_labels.size());
+  start_api();
   start_workers();
+  watch_config_files();
   resolve_next_hops(rte_rdtsc(), true);
   control_loop();
 
   stop_workers_.store(true);
   rte_eal_mp_wait_lcore();
-  std::string counters = final_counters_json();
+  std::string counters = counters_json();
   spdlog::info("final counters: {}", counters);
   std::fputs((counters + "\n").c_str(), stdout);
   std::fflush(stdout);
@@ -492,15 +763,16 @@ int Appliance::run() {
 
 }  // namespace
 
-int run_appliance(const LoadResult& loaded, const RunOptions& options) {
+int run_appliance(ConfigLoader& loader, LoadResult loaded, const RunOptions& options) {
+  std::string config_file = loaded.config->config_file;
   try {
-    Appliance appliance(loaded, options);
+    Appliance appliance(loader, std::move(loaded), options);
     return appliance.run();
   } catch (const StartError& e) {
     for (const ConfigError& err : e.errors) std::fprintf(stderr, "%s\n", err.format().c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", loaded.config->config_file.c_str(), e.what());
+    std::fprintf(stderr, "%s: %s\n", config_file.c_str(), e.what());
     return 1;
   }
 }

@@ -10,6 +10,8 @@
 
 namespace nplb {
 
+class ConfigLoader;
+
 struct RunOptions {
   std::vector<std::string> extra_eal;  // after `--` on the command line
   long exit_when_idle_ms = -1;         // -1: run until a signal
@@ -18,6 +20,8 @@ struct RunOptions {
 // Runs until SIGINT/SIGTERM (or idle, with exit_when_idle_ms). Prints the
 // final counters as one JSON object on stdout. Returns the process exit code;
 // start-time errors are printed as "file:line: message" lines on stderr.
-int run_appliance(const LoadResult& loaded, const RunOptions& options);
+// `loader` produced `loaded` and is asked again on every reload (SIGHUP, a
+// change of the files, POST /v1/reload).
+int run_appliance(ConfigLoader& loader, LoadResult loaded, const RunOptions& options);
 
 }  // namespace nplb

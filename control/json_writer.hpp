@@ -25,6 +25,8 @@ class JsonWriter {
   JsonWriter& value(double d);
   JsonWriter& value(bool b);
   JsonWriter& null();
+  // A value already rendered as JSON (another writer's str()).
+  JsonWriter& raw(std::string_view json);
   const std::string& str() const { return out_; }
 
   static std::string escape(std::string_view s);

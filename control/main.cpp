@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "control/appliance.hpp"
+#include "control/config_loader.hpp"
 #include "control/model.hpp"
 
 namespace {
@@ -62,7 +63,10 @@ int main(int argc, char** argv) {
   }
   if (config_file.empty()) return usage_error("--config FILE is required");
 
-  nplb::LoadResult loaded = nplb::load_configuration(config_file);
+  // The loader lives as long as the appliance: reloads reuse its caches and
+  // its nodePort allocations. --check is a dry run: it writes nothing.
+  nplb::ConfigLoader loader(config_file);
+  nplb::LoadResult loaded = loader.load(/*dry_run=*/check);
   for (const std::string& note : loaded.notes) spdlog::info("{}", note);
   for (const nplb::ConfigError& e : loaded.errors) std::fprintf(stderr, "%s\n", e.format().c_str());
   // Errors in settings or YAML stop everything. A rejected Kubernetes object
@@ -73,5 +77,5 @@ int main(int argc, char** argv) {
     std::printf("%s\n", nplb::model_to_json(loaded.model).c_str());
     return 0;
   }
-  return nplb::run_appliance(loaded, options);
+  return nplb::run_appliance(loader, std::move(loaded), options);
 }

@@ -20,13 +20,34 @@ std::string service_port_label(const ResolvedService& service, const ResolvedSer
   return label;
 }
 
+std::shared_ptr<const MaglevTable> MaglevCache::get(const std::vector<MaglevBackend>& backends, uint32_t size,
+                                                    uint64_t seed) {
+  Key key{{}, size, seed};
+  for (const MaglevBackend& b : backends) key.keys.push_back(b.key);
+  used_[key] = true;
+  auto found = tables_.find(key);
+  if (found != tables_.end()) return found->second;
+  ++builds_;
+  auto table = std::make_shared<const MaglevTable>(MaglevTable::build(backends, size, seed));
+  tables_.emplace(std::move(key), table);
+  return table;
+}
+
+void MaglevCache::prune() {
+  for (auto it = tables_.begin(); it != tables_.end();)
+    it = used_.count(it->first) ? std::next(it) : tables_.erase(it);
+  used_.clear();
+}
+
 BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, const std::vector<MacAddr>& port_macs,
-                             StableIds& ids, uint64_t generation) {
+                             StableIds& ids, uint64_t generation, uint64_t tsc_hz, MaglevCache* cache) {
   BuiltSnapshot built;
   built.snapshot = std::make_unique<Snapshot>();
   Snapshot& s = *built.snapshot;
   s.generation = generation;
   s.maglev_seed = config.forwarding.maglev.seed;
+  s.tsc_hz = tsc_hz;
+  s.reset_on_backend_removed = config.forwarding.on_backend_removed == OnBackendRemoved::reset;
 
   for (size_t i = 0; i < config.dataplane.ports.size(); ++i) {
     const PortConfig& pc = config.dataplane.ports[i];
@@ -44,6 +65,18 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
     if (a.is_v4()) s.snat_be.push_back(a.v4_be());
   for (uint32_t a : s.frontends_be) s.local_be.push_back(a);
   for (uint32_t a : s.snat_be) s.local_be.push_back(a);
+  for (PortView& port : s.ports)
+    for (const Cidr& c : port.subnets)
+      if (c.address.is_v4()) port.arp_answers_be.push_back(c.address.v4_be());
+  for (uint32_t a : s.local_be) {
+    bool own = false;
+    for (const PortView& port : s.ports) own |= Snapshot::contains(port.arp_answers_be, a);
+    if (own) continue;
+    Route r = s.route_to(a);
+    bool on_some_link = r.found && r.next_hop_be == a;
+    for (uint16_t p = 0; p < s.ports.size(); ++p)
+      if (!on_some_link || p == r.port) s.ports[p].arp_answers_be.push_back(a);
+  }
 
   // Services with the same backend set share one Maglev table (in node mode
   // most services differ only by nodePort, so key by addresses and port).
@@ -59,6 +92,8 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
       view.stable_id = ids.service(label);
       if (view.stable_id >= kMaxServicePorts) throw std::runtime_error("more than 65536 service ports");
       view.protocol = static_cast<uint8_t>(port.spec.protocol);
+      if (svc.session_affinity == SessionAffinity::ClientIP)
+        view.affinity_timeout_tsc = uint64_t(svc.affinity_timeout_seconds) * (tsc_hz ? tsc_hz : 1'000'000'000ull);
       view.first_backend = static_cast<uint32_t>(s.backends.size());
       // Maglev keys: the node (or pod) address, with the port only when the
       // backends differ by port. In node mode every service's backends are
@@ -84,7 +119,14 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
         bv.port_be = __builtin_bswap16(b.port);
         bv.stable_id = ids.backend(label);
         if (bv.stable_id >= kMaxBackends) throw std::runtime_error("more than 262144 backends");
-        bv.route = s.route_to(bv.address_be);
+        // A pod off our links is reached through its node.
+        if (!b.via.is_unspecified() && b.via.is_v4()) {
+          bv.route = s.route_to(b.via.v4_be());
+          if (bv.route.found && bv.route.next_hop_be != b.via.v4_be()) bv.route.found = false;  // node not on a link
+        } else {
+          bv.route = s.route_to(bv.address_be);
+        }
+        s.mark_backend_live(bv.stable_id);
         keys.push_back(maglev_key(b));
         maglev_backends.push_back(MaglevBackend{keys.back(), static_cast<uint32_t>(s.backends.size() - view.first_backend)});
         built.backend_labels.emplace_back(label, bv.stable_id);
@@ -97,8 +139,9 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
       } else {
         uint32_t size = MaglevTable::choose_size(maglev_backends.size(), config.forwarding.maglev.min_table_size,
                                                  config.forwarding.maglev.max_table_size);
-        s.maglev_tables.push_back(
-            std::make_unique<MaglevTable>(MaglevTable::build(maglev_backends, size, config.forwarding.maglev.seed)));
+        s.maglev_tables.push_back(cache ? cache->get(maglev_backends, size, config.forwarding.maglev.seed)
+                                        : std::make_shared<const MaglevTable>(MaglevTable::build(
+                                              maglev_backends, size, config.forwarding.maglev.seed)));
         view.maglev = s.maglev_tables.back().get();
         tables.emplace(keys, view.maglev);
       }

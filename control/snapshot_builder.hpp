@@ -38,8 +38,32 @@ struct BuiltSnapshot {
 // with the same number (TCP and UDP 53) is told apart by "/UDP".
 std::string service_port_label(const ResolvedService& service, const ResolvedServicePort& port);
 
+// Maglev tables kept across snapshots: a reload rebuilds only the tables
+// whose backend set changed. prune() drops what the newest snapshot no
+// longer uses (older snapshots still hold theirs until RCU frees them).
+class MaglevCache {
+ public:
+  std::shared_ptr<const MaglevTable> get(const std::vector<MaglevBackend>& backends, uint32_t size, uint64_t seed);
+  void prune();  // keep only the tables used since the last prune
+  size_t size() const { return tables_.size(); }
+  uint64_t builds() const { return builds_; }
+
+ private:
+  struct Key {
+    std::vector<std::string> keys;
+    uint32_t size;
+    uint64_t seed;
+    auto operator<=>(const Key&) const = default;
+  };
+  std::map<Key, std::shared_ptr<const MaglevTable>> tables_;
+  std::map<Key, bool> used_;
+  uint64_t builds_ = 0;
+};
+
 // Errors (too many services for the counter slots) throw std::runtime_error.
+// tsc_hz converts affinity timeouts; 0 (tests without a clock) counts
+// timeouts in nanoseconds.
 BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, const std::vector<MacAddr>& port_macs,
-                             StableIds& ids, uint64_t generation);
+                             StableIds& ids, uint64_t generation, uint64_t tsc_hz = 0, MaglevCache* cache = nullptr);
 
 }  // namespace nplb

@@ -11,6 +11,7 @@ namespace nplb {
 
 #define NPLB_DROP_REASONS(X)                                                                  \
   X(too_short, "frame shorter than its headers")                                              \
+  X(segmented, "frame in several mbufs: nplb does not enable scattered RX")                   \
   X(unsupported_ethertype, "not ARP, IPv4 or IPv6")                                           \
   X(bad_vlan, "VLAN tag stack deeper than two, or truncated")                                 \
   X(bad_ip_version, "IP version field disagrees with the ethertype")                          \
@@ -24,9 +25,10 @@ namespace nplb {
   X(ipv6_not_supported, "IPv6: parsed, not yet forwarded in nat mode")                        \
   X(not_for_us, "destination is no address of the appliance")                                 \
   X(to_appliance, "for an appliance address, but no local handler (kernel path comes later)")   \
-  X(no_service, "no service on this frontend, protocol and port")                             \
+  X(no_service, "no service on this frontend, protocol and port (refused: RST / ICMP)")        \
   X(unsupported_protocol, "transport not balanced (not TCP or UDP)")                          \
-  X(no_backend, "the service has no usable backend")                                          \
+  X(no_backend, "the service has no usable backend (refused: TCP RST / ICMP port unreachable)") \
+  X(backend_removed, "the connection's backend left the service (on_backend_removed: reset)")   \
   X(invalid_tcp_flags, "illegal TCP flag combination (SYN+FIN, SYN+RST, none)")               \
   X(no_flow, "TCP packet that cannot open a connection, without flow state")                 \
   X(no_reverse_flow, "packet to a SNAT address that belongs to no flow")                      \

@@ -11,7 +11,9 @@ WorkerState::WorkerState(const WorkerConfig& config)
       flows(config.flow_capacity),
       snat(config.snat_first, config.snat_last, config.snat_pools),
       service_packets(new uint64_t[kMaxServicePorts]()),
-      backend_packets(new uint64_t[kMaxBackends]()) {}
+      backend_packets(new uint64_t[kMaxBackends]()),
+      affinity(config.affinity_sets),
+      rejects_per_second(config.rejects_per_second) {}
 
 uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
   uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) {
@@ -32,6 +34,9 @@ constexpr size_t kTcpChecksum = 16, kUdpChecksum = 6;
 struct Frame {
   uint8_t* bytes;
   const ParsedFrame& parsed;
+  uint32_t& len;
+  uint32_t capacity;
+  uint16_t in_port;
   uint8_t* ip() const { return bytes + parsed.l3_offset; }
   uint8_t* l4() const { return bytes + parsed.l4_offset; }
 };
@@ -144,16 +149,148 @@ Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neigh
   return Outcome{Action::forward, e.tx_port};
 }
 
+bool take_reject_token(WorkerState& w, const Snapshot& s, uint64_t now) {
+  if (s.tsc_hz == 0) return true;  // no clock (fixtures): unlimited
+  uint64_t per_token = s.tsc_hz / std::max<uint32_t>(1, w.rejects_per_second);
+  if (w.reject_refill_tsc == 0) {
+    w.reject_refill_tsc = now;
+    w.reject_tokens = w.rejects_per_second;
+  }
+  uint64_t earned = (now - w.reject_refill_tsc) / std::max<uint64_t>(1, per_token);
+  if (earned) {
+    w.reject_tokens = std::min<uint64_t>(w.rejects_per_second, w.reject_tokens + earned);
+    w.reject_refill_tsc += earned * per_token;
+  }
+  if (w.reject_tokens == 0) return false;
+  --w.reject_tokens;
+  return true;
+}
+
+// Rewrites the frame into an IPv4 header from `src_be` to `dst_be` back to
+// the sender: Ethernet addresses swapped (the sender's MAC is the way back).
+void address_back(const Snapshot& s, const Frame& f, uint32_t src_be, uint32_t dst_be, uint8_t protocol,
+                  uint16_t total_len) {
+  std::memcpy(f.bytes, f.bytes + 6, 6);
+  std::memcpy(f.bytes + 6, s.ports[f.in_port].mac.bytes.data(), 6);
+  uint8_t* ip = f.ip();
+  ip[0] = 0x45;
+  ip[1] = 0;
+  store16(ip + 2, __builtin_bswap16(total_len));
+  store16(ip + 4, 0);
+  store16(ip + 6, __builtin_bswap16(0x4000));  // DF
+  ip[kIpTtl] = 64;
+  ip[9] = protocol;
+  store32(ip + kIpSrc, src_be);
+  store32(ip + kIpDst, dst_be);
+  store16(ip + kIpChecksum, 0);
+  store16(ip + kIpChecksum, ipv4_header_checksum(ip, kIpv4MinHeaderLen));
+}
+
+// RFC 9293 3.10.7.1, a segment for a closed port: "If the ACK bit is on,
+// <SEQ=SEG.ACK><CTL=RST>; otherwise <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>".
+// Never a reset in answer to a reset.
+bool build_tcp_reset(const Snapshot& s, const Frame& f) {
+  const uint8_t* tcp = f.l4();
+  uint8_t flags = tcp[13];
+  if (flags & kTcpRst) return false;
+  uint32_t src_be = load32(f.ip() + kIpSrc), dst_be = load32(f.ip() + kIpDst);
+  uint16_t sport = load16(tcp), dport = load16(tcp + 2);
+  uint32_t seq = load_be32(tcp + 4), ack = load_be32(tcp + 8);
+  uint32_t data_len = f.parsed.l4_len - (tcp[12] >> 4) * 4u;
+  uint32_t seg_len = data_len + ((flags & kTcpSyn) ? 1 : 0) + ((flags & kTcpFin) ? 1 : 0);
+
+  address_back(s, f, dst_be, src_be, static_cast<uint8_t>(L4Protocol::tcp), 40);
+  uint8_t* out = f.ip() + kIpv4MinHeaderLen;
+  store16(out, dport);
+  store16(out + 2, sport);
+  bool has_ack = flags & kTcpAck;
+  store32(out + 4, __builtin_bswap32(has_ack ? ack : 0));
+  store32(out + 8, __builtin_bswap32(has_ack ? 0 : seq + seg_len));
+  out[12] = 5 << 4;
+  out[13] = has_ack ? kTcpRst : (kTcpRst | kTcpAck);
+  store16(out + 14, 0);  // window
+  store16(out + 16, 0);
+  store16(out + 18, 0);
+  store16(out + 16, ipv4_l4_checksum(dst_be, src_be, 6, out, 20));
+  f.len = f.parsed.l3_offset + 40u;
+  return true;
+}
+
+// RFC 792 destination unreachable, code 3 (port unreachable), quoting the
+// datagram's IP header and first 8 bytes (RFC 1812 4.3.2.3 allows more; 8
+// is what every stack needs to find the socket).
+bool build_port_unreachable(const Snapshot& s, const Frame& f) {
+  uint32_t quote = (f.parsed.l4_offset - f.parsed.l3_offset) + 8u;
+  uint32_t capacity = f.capacity ? f.capacity : f.len;
+  if (f.parsed.l3_offset + kIpv4MinHeaderLen + 8u + quote > capacity) return false;
+  uint32_t src_be = load32(f.ip() + kIpSrc), dst_be = load32(f.ip() + kIpDst);
+  std::memmove(f.ip() + kIpv4MinHeaderLen + 8, f.ip(), quote);
+  address_back(s, f, dst_be, src_be, static_cast<uint8_t>(L4Protocol::icmp),
+               static_cast<uint16_t>(kIpv4MinHeaderLen + 8 + quote));
+  uint8_t* icmp = f.ip() + kIpv4MinHeaderLen;
+  icmp[0] = 3;
+  icmp[1] = 3;
+  store16(icmp + 2, 0);
+  store32(icmp + 4, 0);
+  store16(icmp + 2, fold_checksum(ones_complement_add(0, icmp, 8 + quote)));
+  f.len = f.parsed.l3_offset + kIpv4MinHeaderLen + 8u + quote;
+  return true;
+}
+
+// A connection nplb will not serve is refused, not left to time out
+// (Kubernetes e2e: "no endpoints: connections are refused"). Counted under
+// `reason` either way; answered while the rate allows.
+Outcome refuse(WorkerState& w, const Snapshot& s, const Frame& f, DropReason reason, uint64_t now) {
+  w.drop(reason);
+  if (!take_reject_token(w, s, now)) {
+    ++w.counters.rejects_rate_limited;
+    return Outcome{Action::drop, 0};
+  }
+  bool built = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? build_tcp_reset(s, f)
+                                                                         : build_port_unreachable(s, f);
+  if (!built) return Outcome{Action::drop, 0};
+  ++w.counters.rejects_sent;
+  return Outcome{Action::reject, f.in_port};
+}
+
+// The backend for a new connection: the client's remembered one for
+// ClientIP affinity, else Maglev. Returns an index into s.backends, or
+// UINT32_MAX.
+uint32_t choose_backend(WorkerState& w, const Snapshot& s, const ServicePortView& service, const FlowKeyV4& key,
+                        uint64_t now) {
+  if (service.affinity_timeout_tsc == 0) {
+    uint32_t chosen = service.maglev->lookup(maglev_flow_hash(key, s.maglev_seed));
+    return chosen == MaglevTable::kNoBackend ? UINT32_MAX : service.first_backend + chosen;
+  }
+  uint32_t remembered;
+  uint32_t index = UINT32_MAX;
+  if (w.affinity.lookup(key.src_be, service.stable_id, now, service.affinity_timeout_tsc, remembered)) {
+    for (uint32_t i = 0; i < service.backend_count; ++i)
+      if (s.backends[service.first_backend + i].stable_id == remembered) {
+        index = service.first_backend + i;
+        break;
+      }
+  }
+  if (index == UINT32_MAX) {
+    // By client address alone: every worker and appliance agrees.
+    uint32_t chosen = service.maglev->lookup(hash_bytes(&key.src_be, 4, s.maglev_seed));
+    if (chosen == MaglevTable::kNoBackend) return UINT32_MAX;
+    index = service.first_backend + chosen;
+  }
+  w.affinity.remember(key.src_be, service.stable_id, s.backends[index].stable_id, now);
+  return index;
+}
+
 // A packet of no known connection to a frontend: pick a backend, a SNAT
 // port, and record both directions.
 Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
                         const FlowKeyV4& key, uint64_t hash, uint64_t now) {
   const ServicePortView* service = s.find_service(key.dst_be, key.dst_port_be, key.protocol);
-  if (!service) return dropped(w, DropReason::no_service);
-  if (service->backend_count == 0) return dropped(w, DropReason::no_backend);
-  uint32_t chosen = service->maglev->lookup(maglev_flow_hash(key, s.maglev_seed));
-  if (chosen == MaglevTable::kNoBackend) return dropped(w, DropReason::no_backend);
-  const BackendView& backend = s.backends[service->first_backend + chosen];
+  if (!service) return refuse(w, s, f, DropReason::no_service, now);
+  if (service->backend_count == 0) return refuse(w, s, f, DropReason::no_backend, now);
+  uint32_t chosen = choose_backend(w, s, *service, key, now);
+  if (chosen == UINT32_MAX) return refuse(w, s, f, DropReason::no_backend, now);
+  const BackendView& backend = s.backends[chosen];
   if (!backend.route.found) return dropped(w, DropReason::no_route);
   Route to_client = s.route_to(key.src_be);
   if (!to_client.found) return dropped(w, DropReason::no_route);
@@ -227,7 +364,7 @@ Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const Pars
   std::memcpy(sender_mac.bytes.data(), arp + 8, 6);
   if ((op != 1 && op != 2) || sender_mac.is_multicast()) return dropped(w, DropReason::arp_ignored);
 
-  bool for_us = s.is_local(target_ip);
+  bool for_us = Snapshot::contains(s.ports[in_port].arp_answers_be, target_ip);
   bool on_link = false;
   for (const Cidr& subnet : s.ports[in_port].subnets)
     on_link |= subnet.contains(IpAddr::v4_be(sender_ip));
@@ -295,7 +432,7 @@ struct PacketWork {
 };
 
 // Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
-void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint16_t in_port,
+void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
               ParseOptions options, PacketWork& work) {
   work.needs_flow = false;
   ParsedFrame& p = work.parsed;
@@ -313,7 +450,7 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
     case FrameKind::ipv4:
       break;
   }
-  Frame f{bytes, p};
+  Frame f{bytes, p, len, capacity, in_port};
   const uint8_t* ip = f.ip();
   uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
 
@@ -362,9 +499,9 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
 }
 
 // After the lookup: an existing connection's packet, or a new connection.
-Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, PacketWork& work,
-                 uint64_t now) {
-  Frame f{bytes, work.parsed};
+Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
+                 uint32_t capacity, uint16_t in_port, PacketWork& work, uint64_t now) {
+  Frame f{bytes, work.parsed, len, capacity, in_port};
   bool tcp = work.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp);
   // The lookup ran for the whole burst before any packet completed: an
   // earlier packet of this burst may have opened this connection (SYN then
@@ -383,6 +520,31 @@ Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbo
     return open_connection(w, s, neighbors, f, work.key, work.hash, now);
   }
   FlowEntry& e = w.flows.entry(work.index);
+  if (!s.backend_is_live(e.backend_id)) {
+    // The backend left the service (reload) or went down (health).
+    if (!tcp && e.direction == FlowDirection::original) {
+      // UDP has no connection to keep: the client's next datagram goes to a
+      // live backend at once, so no stale state blackholes the flow.
+      w.snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be));
+      w.flows.remove_connection(work.index);
+      ++w.counters.flows_moved;
+      w.flows_changed_in_burst = true;
+      return open_connection(w, s, neighbors, f, work.key, work.hash, now);
+    }
+    if (tcp && s.reset_on_backend_removed) {
+      w.snat.release(w.flows.entry(w.flows.original_of(work.index)).snat_pool,
+                     __builtin_bswap16(w.flows.entry(w.flows.original_of(work.index)).new_src_port_be));
+      bool from_client = e.direction == FlowDirection::original;
+      w.flows.remove_connection(work.index);
+      w.flows_changed_in_burst = true;
+      if (from_client && build_tcp_reset(s, f)) {
+        w.drop(DropReason::backend_removed);
+        ++w.counters.rejects_sent;
+        return Outcome{Action::reject, f.in_port};
+      }
+      return dropped(w, DropReason::backend_removed);
+    }
+  }
   FlowEntry& original = e.direction == FlowDirection::original ? e : w.flows.entry(e.partner);
   original.last_seen.store(now, std::memory_order_relaxed);
   if (tcp) track_tcp(original, e.direction, work.parsed.tcp_flags);
@@ -392,13 +554,13 @@ Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbo
 }  // namespace
 
 Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
-                      uint16_t in_port, uint64_t now, ParseOptions options) {
+                      uint16_t in_port, uint64_t now, ParseOptions options, uint32_t capacity) {
   PacketWork work;
-  classify(w, s, bytes, len, in_port, options, work);
+  classify(w, s, bytes, len, capacity, in_port, options, work);
   if (!work.needs_flow) return work.outcome;
   work.index = w.flows.lookup(work.key, work.hash);
   w.flows_changed_in_burst = false;
-  return complete(w, s, neighbors, bytes, work, now);
+  return complete(w, s, neighbors, bytes, len, capacity, in_port, work, now);
 }
 
 void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts, uint16_t n,
@@ -407,7 +569,7 @@ void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neigh
   if (n > kMaxBurst) n = kMaxBurst;
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
-    classify(w, s, pkts[i].frame, pkts[i].len, in_port, pkts[i].options, work[i]);
+    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, work[i]);
     if (work[i].needs_flow) w.flows.prefetch(work[i].hash);
   }
   for (uint16_t i = 0; i < n; ++i) {
@@ -417,7 +579,9 @@ void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neigh
   }
   w.flows_changed_in_burst = false;
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = work[i].needs_flow ? complete(w, s, neighbors, pkts[i].frame, work[i], now) : work[i].outcome;
+    pkts[i].outcome = work[i].needs_flow ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len, pkts[i].capacity,
+                                                    in_port, work[i], now)
+                                         : work[i].outcome;
 }
 
 }  // namespace nplb

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "affinity_table.hpp"
 #include "counters.hpp"
 #include "flow_table.hpp"
 #include "neighbor_table.hpp"
@@ -39,6 +40,9 @@ struct alignas(64) WorkerCounters {
   uint64_t arp_learned = 0;
   uint64_t icmp_echo_replies = 0;
   uint64_t forwarded = 0;
+  uint64_t flows_moved = 0;          // UDP flows whose backend left, moved to a live one
+  uint64_t rejects_sent = 0;         // TCP RST / ICMP port unreachable for refused connections
+  uint64_t rejects_rate_limited = 0; // refusals beyond the rate: dropped without an answer
   uint64_t port_rx[kMaxPorts] = {};
   uint64_t port_tx[kMaxPorts] = {};
   uint64_t port_dropped[kMaxPorts] = {};
@@ -50,6 +54,8 @@ struct WorkerConfig {
   uint16_t snat_first = 1024;  // this worker's slice of the SNAT port range
   uint16_t snat_last = 65535;
   uint32_t snat_pools = 4096;
+  uint32_t affinity_sets = 16384;  // x4 clients remembered per worker
+  uint32_t rejects_per_second = 1000;
 };
 
 struct alignas(64) WorkerState {
@@ -61,8 +67,15 @@ struct alignas(64) WorkerState {
   WorkerCounters counters;
   std::unique_ptr<uint64_t[]> service_packets;  // by stable service-port id
   std::unique_ptr<uint64_t[]> backend_packets;  // by stable backend id
+  AffinityTable affinity;
   WorkerEventRing events;
   bool flows_changed_in_burst = false;  // a connection was opened during the current burst
+
+  // Refusals (RST, ICMP unreachable) are rate-limited per worker: a token
+  // bucket refilled at rejects_per_second, at most one second's worth saved.
+  uint32_t rejects_per_second;
+  uint64_t reject_tokens = 0;
+  uint64_t reject_refill_tsc = 0;
 
   void drop(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
   // Expires idle connections and gives their SNAT ports back.
@@ -73,6 +86,7 @@ enum class Action : uint8_t {
   drop,      // counted under its reason
   forward,   // translated; send on tx_port
   reply,     // answered in place (ARP, ICMP echo); send on tx_port (the input port)
+  reject,    // refused and answered in place (TCP RST, ICMP unreachable); counted as a drop too
   consumed,  // learned from (ARP reply to us); nothing to send
 };
 
@@ -81,10 +95,11 @@ struct Outcome {
   uint16_t tx_port = 0;
 };
 
-// Processes one frame in place. `len` may shrink (Ethernet padding trimmed).
-// `now` is the TSC of the burst.
+// Processes one frame in place. `len` may shrink (Ethernet padding trimmed)
+// or grow up to `capacity` (an ICMP error quoting the packet); capacity 0
+// means `len`. `now` is the TSC of the burst.
 Outcome process_frame(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, uint8_t* frame,
-                      uint32_t& len, uint16_t in_port, uint64_t now, ParseOptions options = {});
+                      uint32_t& len, uint16_t in_port, uint64_t now, ParseOptions options = {}, uint32_t capacity = 0);
 
 // A burst: classify every packet and prefetch its flow bucket, look every one
 // up and prefetch its entry, then complete each. Same verdicts as calling
@@ -92,7 +107,8 @@ Outcome process_frame(WorkerState& worker, const Snapshot& snapshot, const Neigh
 inline constexpr uint16_t kMaxBurst = 64;
 struct BurstPacket {
   uint8_t* frame = nullptr;
-  uint32_t len = 0;  // in: frame length; out: may shrink (padding trimmed)
+  uint32_t len = 0;  // in: frame length; out: may shrink (padding trimmed) or grow (ICMP error)
+  uint32_t capacity = 0;  // bytes writable from `frame`; 0: len
   ParseOptions options;
   Outcome outcome;
 };

@@ -31,6 +31,9 @@ struct Route {
 
 struct PortView {
   MacAddr mac;
+  // Addresses this port answers ARP for: its own, and the frontends and
+  // SNAT addresses in its subnets (those in no port's subnet: on every port).
+  std::vector<uint32_t> arp_answers_be;
   std::vector<Cidr> subnets;  // the port's own addresses with their prefixes
   uint32_t gateway_be = 0;    // 0: none
 };

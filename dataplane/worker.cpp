@@ -47,17 +47,38 @@ void handle_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rt
     rte_mbuf* m = mbufs[i];
     pkts[i].frame = rte_pktmbuf_mtod(m, uint8_t*);
     pkts[i].len = rte_pktmbuf_data_len(m);
+    pkts[i].capacity = pkts[i].len + rte_pktmbuf_tailroom(m);
     pkts[i].options.ip_checksum_verified =
         (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
   }
+  // Frames are single-segment (scattered RX is never enabled); should a
+  // driver hand a chain anyway, it is dropped before anyone reads past the
+  // first segment.
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (mbufs[i]->nb_segs == 1) {
+      mbufs[kept] = mbufs[i];
+      pkts[kept++] = pkts[i];
+      continue;
+    }
+    ++w.counters.drops[static_cast<size_t>(DropReason::segmented)];
+    ++w.counters.port_dropped[in_port];
+    rte_pktmbuf_free(mbufs[i]);
+  }
+  n = kept;
   process_burst(w, snapshot, *rt.neighbors, pkts, n, in_port, now);
   for (uint16_t i = 0; i < n; ++i) {
     rte_mbuf* m = mbufs[i];
     switch (pkts[i].outcome.action) {
+      case Action::reject:
+        ++w.counters.port_dropped[in_port];
+        [[fallthrough]];
       case Action::forward:
       case Action::reply:
-        if (pkts[i].len < rte_pktmbuf_data_len(m))
-          rte_pktmbuf_trim(m, static_cast<uint16_t>(rte_pktmbuf_data_len(m) - pkts[i].len));
+        // The frame may have shrunk (padding trimmed, a reset) or grown (an
+        // ICMP error quoting it, within the tailroom).
+        m->data_len = static_cast<uint16_t>(pkts[i].len);
+        m->pkt_len = pkts[i].len;
         // No TX checksum offload: checksums were updated incrementally, so a
         // checksum that arrived bad leaves bad.
         m->ol_flags = 0;
