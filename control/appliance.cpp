@@ -475,6 +475,10 @@ std::string Appliance::counters_json() const {
   j.key("arp_replies").value(sum([](const WorkerState& w) { return w.counters.arp_replies; }));
   j.key("arp_learned").value(sum([](const WorkerState& w) { return w.counters.arp_learned; }));
   j.key("icmp_echo_replies").value(sum([](const WorkerState& w) { return w.counters.icmp_echo_replies; }));
+  j.key("flows_moved").value(sum([](const WorkerState& w) { return w.counters.flows_moved; }));
+  j.key("rejects_sent").value(sum([](const WorkerState& w) { return w.counters.rejects_sent; }));
+  j.key("rejects_rate_limited").value(sum([](const WorkerState& w) { return w.counters.rejects_rate_limited; }));
+  j.key("generation").value(generation_);
   j.key("services").begin_object();
   for (const auto& [label, id] : current_.service_labels) {
     j.key(label).begin_object();

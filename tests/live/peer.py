@@ -32,6 +32,7 @@ PACKET_OUTGOING = 4
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 CLIENT_TTL = 64
 NODE_TTL = 64
+REFUSED_CLIENT, REFUSED_SPORT = "198.18.200.1", 12345  # the SYN to a port with no service
 
 
 def log(msg):
@@ -104,6 +105,8 @@ class Peer:
         self.frames_in = 0
         self.frames_out = 0
         self.stray_seen = []       # frames that answer the negative probes
+        self.refusals = 0          # RSTs for the SYN to a port with no service
+        self.no_service_port = args.no_service_port
         self.stop = False
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -298,6 +301,16 @@ class Peer:
         where = f"{proto} {ip.src}:{l4.sport} -> {ip.dst}:{l4.dport}"
         with self.lock:
             flow = self.flows.get((proto, ip.dst, l4.dport))
+            if flow is None and (proto, ip.dst, l4.dport) == ("tcp", REFUSED_CLIENT, REFUSED_SPORT):
+                # The SYN to a port with no service is refused with RST|ACK
+                # (RFC 9293 3.10.7.1: ack = seq + 1), from the VIP and that port.
+                ok = (ip.src == self.vip and l4.sport == self.no_service_port and str(l4.flags) == "RA"
+                      and l4.ack == 2 and l4.seq == 0 and eth.dst == self.gw_mac and not checksums_ok(bytes(ip)))
+                if not ok:
+                    self.err(f"refusal of the no-service SYN is wrong: {where} flags {l4.flags} "
+                             f"seq {l4.seq} ack {l4.ack}")
+                self.refusals += 1
+                return
             if flow is None:
                 self.err(f"returned packet for no client flow: {where}")
                 return
@@ -449,10 +462,13 @@ class Peer:
         stray_port = next(p for p in range(40000, 65000) if p not in used)
         self.send(Ether(src=n1mac, dst=self.appliance_mac) / IP(src=n1, dst=self.snat) /
                   UDP(sport=a.udp_port, dport=stray_port) / Raw(b"stray reply"))
-        self.send(Ether(src=self.gw_mac, dst=self.appliance_mac) / IP(src="198.18.200.1", dst=self.vip) /
-                  TCP(sport=12345, dport=a.no_service_port, flags="S", seq=1))
+        self.send(Ether(src=self.gw_mac, dst=self.appliance_mac) / IP(src=REFUSED_CLIENT, dst=self.vip) /
+                  TCP(sport=REFUSED_SPORT, dport=a.no_service_port, flags="S", seq=1))
         report["negative_probes"] = {"no_reverse_flow": 1, "no_service": 1}
         time.sleep(a.settle)
+        with self.lock:
+            if self.refusals != 1:
+                self.err(f"the SYN to a port with no service got {self.refusals} refusals, want one RST")
 
         # 6. Verdicts over all flows.
         with self.lock:
