@@ -23,6 +23,11 @@
 #include <regex>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "control/api_server.hpp"
@@ -90,6 +95,37 @@ std::string device_name(const std::string& device) {
   return name;
 }
 
+// The kernel interface of a port's exception path: "nplb-NAME", cut to
+// the kernel's 15 characters.
+std::string kernel_iface_name(const PortConfig& port) { return ("nplb-" + port.name).substr(0, 15); }
+
+// Gives the kernel interface its address and brings it up (ioctl, control
+// thread only).
+void configure_kernel_iface(const std::string& iface, const Cidr& address) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  ifreq req{};
+  std::strncpy(req.ifr_name, iface.c_str(), IFNAMSIZ - 1);
+  auto* sin = reinterpret_cast<sockaddr_in*>(&req.ifr_addr);
+  sin->sin_family = AF_INET;
+  uint32_t addr_be = address.address.v4_be();
+  std::memcpy(&sin->sin_addr, &addr_be, 4);
+  int rc = ioctl(fd, SIOCSIFADDR, &req);
+  if (rc == 0) {
+    uint32_t mask = address.prefix_len == 0 ? 0 : htonl(~uint32_t(0) << (32 - address.prefix_len));
+    std::memcpy(&sin->sin_addr, &mask, 4);
+    rc = ioctl(fd, SIOCSIFNETMASK, &req);
+  }
+  if (rc == 0) rc = ioctl(fd, SIOCGIFFLAGS, &req);
+  if (rc == 0) {
+    req.ifr_flags |= IFF_UP | IFF_RUNNING;
+    rc = ioctl(fd, SIOCSIFFLAGS, &req);
+  }
+  int err = errno;
+  close(fd);
+  if (rc != 0) throw std::runtime_error(iface + ": " + std::strerror(err));
+}
+
 struct StartError {
   std::vector<ConfigError> errors;
 };
@@ -119,6 +155,8 @@ class Appliance {
   void start_workers();
   void control_loop();
   void handle_worker_events();
+  void setup_taps();
+  void exchange_kernel_frames();
   void resolve_next_hops(uint64_t now, bool periodic);
   void request_arp(uint16_t port, uint32_t target_be);
   bool idle_long_enough(uint64_t now) const;
@@ -155,6 +193,9 @@ class Appliance {
   rte_mempool* mempool_ = nullptr;
   rte_rcu_qsbr* rcu_ = nullptr;
   std::vector<rte_ring*> inject_rings_;
+  std::vector<rte_ring*> kernel_rings_;  // per worker: frames for the kernel
+  std::vector<int> tap_ids_;             // per data port: its tap's DPDK port id, or -1
+  uint64_t kernel_rx_ = 0, kernel_tx_ = 0, kernel_dropped_ = 0;
 
   NeighborTable neighbors_{4096};
   StableIds ids_;
@@ -181,6 +222,12 @@ void Appliance::init_eal() {
     }
     args.push_back(p.device);
   }
+  // A tap per port with a kernel address: the exception path.
+  for (size_t i = 0; i < config_.dataplane.ports.size(); ++i)
+    if (config_.dataplane.ports[i].kernel_address) {
+      args.push_back("--vdev");
+      args.push_back("net_tap_nplb" + std::to_string(i) + ",iface=" + kernel_iface_name(config_.dataplane.ports[i]));
+    }
   // Only the configured NICs: never take over every PCI device bound to DPDK.
   if (!any_pci) args.push_back("--no-pci");
   for (const std::string& a : options_.extra_eal) args.push_back(a);
@@ -225,7 +272,10 @@ void Appliance::create_mempool() {
   // Every RX and TX descriptor may hold an mbuf, each worker may hold a burst
   // per port plus its TX buffers, and every lcore's mempool cache may hold some.
   constexpr unsigned kCache = 256;
+  uint64_t taps = 0;
+  for (const PortConfig& p : dp.ports) taps += p.kernel_address ? 1 : 0;
   uint64_t needed = uint64_t(dp.ports.size()) * dp.workers * (dp.rx_descriptors + dp.tx_descriptors) +
+                    taps * (512 + 512 + 2 * 1024) +
                     uint64_t(dp.workers) * kBurstSize * (3 * dp.ports.size() + 1) + uint64_t(kCache) * (dp.workers + 1) + 64;
   if (dp.mbufs < needed)
     fail(dp.mbufs_where,
@@ -296,6 +346,71 @@ void Appliance::setup_ports() {
   ports_started_ = true;
 }
 
+void Appliance::setup_taps() {
+  tap_ids_.assign(config_.dataplane.ports.size(), -1);
+  for (size_t i = 0; i < config_.dataplane.ports.size(); ++i) {
+    const PortConfig& pc = config_.dataplane.ports[i];
+    if (!pc.kernel_address) continue;
+    std::string name = "net_tap_nplb" + std::to_string(i);
+    uint16_t id;
+    if (rte_eth_dev_get_port_by_name(name.c_str(), &id) != 0)
+      fail(pc.kernel_address_where, "dataplane.ports." + pc.name +
+                                        ".kernel_address: cannot create the tap interface (is /dev/net/tun there?)");
+    rte_eth_conf conf{};
+    int rc = rte_eth_dev_configure(id, 1, 1, &conf);
+    if (rc == 0) rc = rte_eth_rx_queue_setup(id, 0, 512, rte_eth_dev_socket_id(id), nullptr, mempool_);
+    if (rc == 0) rc = rte_eth_tx_queue_setup(id, 0, 512, rte_eth_dev_socket_id(id), nullptr);
+    // The kernel interface shares the port's MAC: frames cross between the
+    // two untouched, and ARP answers agree whoever sends them.
+    rte_ether_addr mac;
+    std::memcpy(mac.addr_bytes, port_macs_[i].bytes.data(), 6);
+    if (rc == 0) rc = rte_eth_dev_default_mac_addr_set(id, &mac);
+    if (rc == 0) rc = rte_eth_dev_start(id);
+    if (rc != 0)
+      fail(pc.kernel_address_where,
+           "dataplane.ports." + pc.name + ".kernel_address: tap setup failed: " + rte_strerror(-rc));
+    try {
+      configure_kernel_iface(kernel_iface_name(pc), *pc.kernel_address);
+    } catch (const std::exception& e) {
+      fail(pc.kernel_address_where, "dataplane.ports." + pc.name + ".kernel_address: " + e.what());
+    }
+    tap_ids_[i] = id;
+    spdlog::info("port {}: kernel path through {} ({})", pc.name, kernel_iface_name(pc), pc.kernel_address->str());
+  }
+}
+
+void Appliance::exchange_kernel_frames() {
+  rte_mbuf* pkts[kBurstSize];
+  // Workers -> kernel.
+  for (rte_ring* ring : kernel_rings_) {
+    unsigned n = rte_ring_sc_dequeue_burst(ring, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
+    for (unsigned i = 0; i < n; ++i) {
+      uint16_t port = pkts[i]->port;
+      if (port < tap_ids_.size() && tap_ids_[port] >= 0 &&
+          rte_eth_tx_burst(static_cast<uint16_t>(tap_ids_[port]), 0, &pkts[i], 1) == 1) {
+        ++kernel_rx_;
+        continue;
+      }
+      ++kernel_dropped_;
+      rte_pktmbuf_free(pkts[i]);
+    }
+  }
+  // Kernel -> wire, through worker 0's TX queue.
+  for (size_t port = 0; port < tap_ids_.size(); ++port) {
+    if (tap_ids_[port] < 0) continue;
+    uint16_t n = rte_eth_rx_burst(static_cast<uint16_t>(tap_ids_[port]), 0, pkts, kBurstSize);
+    for (uint16_t i = 0; i < n; ++i) {
+      pkts[i]->port = static_cast<uint16_t>(port);
+      if (rte_ring_sp_enqueue(inject_rings_[0], pkts[i]) == 0) {
+        ++kernel_tx_;
+      } else {
+        ++kernel_dropped_;
+        rte_pktmbuf_free(pkts[i]);
+      }
+    }
+  }
+}
+
 void Appliance::start_workers() {
   const DataplaneConfig& dp = config_.dataplane;
   size_t rcu_size = rte_rcu_qsbr_get_memsize(dp.workers);
@@ -320,6 +435,11 @@ void Appliance::start_workers() {
     rte_ring* ring = rte_ring_create(ring_name.c_str(), 1024, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
     if (!ring) fail(SourceLocation{config_.config_file, 0, 0}, "cannot create ring " + ring_name);
     inject_rings_.push_back(ring);
+    std::string kernel_ring_name = "nplb_kernel_" + std::to_string(w);
+    rte_ring* kernel_ring =
+        rte_ring_create(kernel_ring_name.c_str(), 1024, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (!kernel_ring) fail(SourceLocation{config_.config_file, 0, 0}, "cannot create ring " + kernel_ring_name);
+    kernel_rings_.push_back(kernel_ring);
 
     auto rt = std::make_unique<WorkerRuntime>();
     rt->state = state.get();
@@ -330,6 +450,7 @@ void Appliance::start_workers() {
     rt->neighbors = &neighbors_;
     rt->rcu = rcu_;
     rt->inject = ring;
+    rt->to_kernel = kernel_ring;
     rt->stop = &stop_workers_;
     rt->idle_spin_tsc = dp.idle.spin * tsc_hz_ / 1000;
     rt->idle_sleep_us = dp.idle.sleep_us;
@@ -428,6 +549,7 @@ void Appliance::control_loop() {
   while (!g_stop_requested.load()) {
     uint64_t now = rte_rdtsc();
     handle_worker_events();
+    exchange_kernel_frames();
     if (api_) api_->poll(0);
     if (g_reload_requested.exchange(false)) reload("signal");
     if (watcher_ && watcher_->changed()) reload("inotify");
@@ -479,6 +601,11 @@ std::string Appliance::counters_json() const {
   j.key("rejects_sent").value(sum([](const WorkerState& w) { return w.counters.rejects_sent; }));
   j.key("rejects_rate_limited").value(sum([](const WorkerState& w) { return w.counters.rejects_rate_limited; }));
   j.key("generation").value(generation_);
+  j.key("kernel").begin_object();
+  j.key("to_kernel").value(kernel_rx_);
+  j.key("from_kernel").value(kernel_tx_);
+  j.key("dropped").value(kernel_dropped_);
+  j.end_object();
   j.key("services").begin_object();
   for (const auto& [label, id] : current_.service_labels) {
     j.key(label).begin_object();
@@ -509,6 +636,18 @@ void Appliance::shutdown() {
     }
     ports_started_ = false;
   }
+  for (int tap : tap_ids_)
+    if (tap >= 0) {
+      rte_eth_dev_stop(static_cast<uint16_t>(tap));
+      rte_eth_dev_close(static_cast<uint16_t>(tap));
+    }
+  tap_ids_.clear();
+  for (rte_ring* r : kernel_rings_) {
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  }
+  kernel_rings_.clear();
   for (rte_ring* r : inject_rings_) {
     void* m;
     while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
@@ -634,6 +773,11 @@ std::string Appliance::status_json() const {
   j.begin_object();
   j.key("version").value("0.1.0");
   j.key("generation").value(generation_);
+  j.key("kernel").begin_object();
+  j.key("to_kernel").value(kernel_rx_);
+  j.key("from_kernel").value(kernel_tx_);
+  j.key("dropped").value(kernel_dropped_);
+  j.end_object();
   j.key("uptime_seconds")
       .value(std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
   j.key("workers").value(config_.dataplane.workers);
@@ -739,6 +883,7 @@ int Appliance::run() {
   check_lcores();
   create_mempool();
   setup_ports();
+  setup_taps();
   for (const NeighborConfig& n : config_.dataplane.neighbors)
     if (n.ip.is_v4()) neighbors_.update(n.ip.v4_be(), n.mac, true);
   current_ = build_snapshot(config_, active_.model, port_macs_, ids_, generation_, tsc_hz_, &maglev_cache_);

@@ -55,6 +55,11 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
     view.mac = i < port_macs.size() ? port_macs[i] : pc.mac.value_or(MacAddr{});
     view.subnets = pc.addresses;
     view.gateway_be = pc.gateway ? pc.gateway->v4_be() : 0;
+    if (pc.kernel_address && pc.kernel_address->address.is_v4()) {
+      view.kernel_be = pc.kernel_address->address.v4_be();
+      view.arp_answers_be.push_back(view.kernel_be);
+      s.local_be.push_back(view.kernel_be);
+    }
     for (const Cidr& c : pc.addresses)
       if (c.address.is_v4()) s.local_be.push_back(c.address.v4_be());
     s.ports.push_back(std::move(view));

@@ -81,7 +81,8 @@ void FlowTable::unplace(uint32_t index) {
   }
 }
 
-void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now) {
+void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now,
+                            FlowDirection direction, uint32_t partner) {
   FlowEntry& e = entries_[index];
   uint32_t v = e.version.load(std::memory_order_relaxed);
   e.version.store(v + 1, std::memory_order_relaxed);
@@ -91,10 +92,10 @@ void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState sta
   e.new_dst_be = from.new_dst_be;
   e.new_src_port_be = from.new_src_port_be;
   e.new_dst_port_be = from.new_dst_port_be;
-  e.partner = from.partner;
+  e.partner = partner;
   e.service_id = from.service_id;
   e.backend_id = from.backend_id;
-  e.direction = from.direction;
+  e.direction = direction;
   e.tx_port = from.tx_port;
   e.next_hop_be = from.next_hop_be;
   e.snat_pool = from.snat_pool;
@@ -108,12 +109,10 @@ uint32_t FlowTable::insert_connection(const FlowEntry& original, uint64_t origin
   if (free_top_ < 2) return kNoEntry;
   uint32_t o = pop_free();
   uint32_t r = pop_free();
-  write_entry(o, original, state, now);
-  write_entry(r, reply, state, now);
-  entries_[o].direction = FlowDirection::original;
-  entries_[o].partner = r;
-  entries_[r].direction = FlowDirection::reply;
-  entries_[r].partner = o;
+  // Direction and partner are part of what a reader must see consistently:
+  // written under the sequence counter with the rest.
+  write_entry(o, original, state, now, FlowDirection::original, r);
+  write_entry(r, reply, state, now, FlowDirection::reply, o);
   auto give_back = [&] {
     entries_[o].state.store(FlowState::free, std::memory_order_relaxed);
     entries_[r].state.store(FlowState::free, std::memory_order_relaxed);

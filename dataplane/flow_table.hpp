@@ -105,8 +105,29 @@ class FlowTable {
     __builtin_prefetch(&buckets_[second_bucket(hash)]);
   }
 
+  // Requests the lines of the next `count` entries insert_connection() takes.
+  void prefetch_free(uint32_t count) const {
+    for (uint32_t i = 0; i < count && i < free_top_; ++i) __builtin_prefetch(&entries_[free_stack_[free_top_ - 1 - i]], 1);
+  }
+
   // The entry matching `key`, or kNoEntry.
   uint32_t lookup(const FlowKeyV4& key, uint64_t hash) const;
+
+  // The first entry whose signature matches, from the buckets alone (the
+  // entry is not touched, so a burst can prefetch it first); kNoEntry means
+  // the key is certainly absent. Confirm with entry(i).key == key.
+  uint32_t candidate(uint64_t hash) const {
+    uint32_t sig = signature_of(hash);
+    for (uint32_t b : {first_bucket(hash), second_bucket(hash)}) {
+      const Bucket& bucket = buckets_[b];
+      for (int s = 0; s < kSlotsPerBucket; ++s)
+        if (bucket.signature[s].load(std::memory_order_relaxed) == sig) {
+          uint32_t index = bucket.entry[s].load(std::memory_order_acquire);
+          if (index != kNoEntry) return index;
+        }
+    }
+    return kNoEntry;
+  }
 
   // Inserts the two entries of a connection. Returns the original entry's
   // index, or kNoEntry when the table is full (nothing is changed then).
@@ -164,7 +185,8 @@ class FlowTable {
   void unplace(uint32_t index);
   uint32_t pop_free() { return free_top_ ? free_stack_[--free_top_] : kNoEntry; }
   void push_free(uint32_t index) { free_stack_[free_top_++] = index; }
-  void write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now);
+  void write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now, FlowDirection direction,
+                   uint32_t partner);
   uint64_t hash_of(uint32_t index) const { return flow_key_hash(entries_[index].key); }
 
   uint32_t capacity_connections_;

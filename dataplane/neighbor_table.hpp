@@ -61,7 +61,11 @@ class NeighborTable {
     std::atomic<uint32_t> ip_be{0};  // 0.0.0.0 is never a next hop: it marks an empty slot
     std::atomic<uint64_t> mac_word{0};
   };
-  uint32_t slot_of(uint32_t ip_be) const { return (ip_be * 0x9e3779b1u) >> 8 & mask_; }
+  // The high half of a 64-bit product: every octet of the address counts
+  // (nodes differing in the last octet must not share a probe chain).
+  uint32_t slot_of(uint32_t ip_be) const {
+    return static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & mask_;
+  }
   int find(uint32_t ip_be) const;
 
   uint32_t mask_;

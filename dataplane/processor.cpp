@@ -378,7 +378,14 @@ Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const Pars
       w.drop(DropReason::exception_ring_full);
   }
   if (!for_us) return dropped(w, DropReason::arp_ignored);
-  if (op != 1) return Outcome{Action::consumed, in_port};
+  if (op != 1) {
+    // A reply to the kernel's own request: the kernel learns its neighbour.
+    if (target_ip == s.ports[in_port].kernel_be) {
+      ++w.counters.to_kernel;
+      return Outcome{Action::to_kernel, in_port};
+    }
+    return Outcome{Action::consumed, in_port};
+  }
 
   // Answer in place: the reply goes back to the asker.
   const MacAddr& ours = s.ports[in_port].mac;
@@ -454,6 +461,13 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
   const uint8_t* ip = f.ip();
   uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
 
+  // The kernel's own address on this port (health probes, BGP, ssh): the
+  // kernel gets the frame as it is, through the control thread's tap.
+  if (dst_be != 0 && dst_be == s.ports[in_port].kernel_be) {
+    ++w.counters.to_kernel;
+    work.outcome = Outcome{Action::to_kernel, in_port};
+    return;
+  }
   bool to_frontend = s.is_frontend(dst_be);
   bool to_snat = !to_frontend && s.is_snat(dst_be);
   if (!to_frontend && !to_snat) {
@@ -565,23 +579,49 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
 
 void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts, uint16_t n,
                    uint16_t in_port, uint64_t now) {
-  PacketWork work[kMaxBurst];
+  // Left uninitialised: classify() writes every field a later stage reads
+  // (default-constructing them cost a 4.6 KB memset per burst).
+  union WorkSlot {
+    WorkSlot() {}
+    PacketWork w;
+  };
+  WorkSlot slots[kMaxBurst];
   if (n > kMaxBurst) n = kMaxBurst;
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
-    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, work[i]);
-    if (work[i].needs_flow) w.flows.prefetch(work[i].hash);
+    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, slots[i].w);
+    if (slots[i].w.needs_flow) w.flows.prefetch(slots[i].w.hash);
   }
+  // Buckets only: every candidate entry's line is requested before any is read.
+  uint32_t misses = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    if (!work[i].needs_flow) continue;
-    work[i].index = w.flows.lookup(work[i].key, work[i].hash);
-    if (work[i].index != FlowTable::kNoEntry) __builtin_prefetch(&w.flows.entry(work[i].index));
+    PacketWork& work = slots[i].w;
+    if (!work.needs_flow) continue;
+    work.index = w.flows.candidate(work.hash);
+    if (work.index != FlowTable::kNoEntry)
+      __builtin_prefetch(&w.flows.entry(work.index));
+    else
+      ++misses;
+  }
+  if (misses) w.flows.prefetch_free(2 * misses);
+  // Confirm the keys; a reply-direction hit updates its original entry, so
+  // request that line too.
+  for (uint16_t i = 0; i < n; ++i) {
+    PacketWork& work = slots[i].w;
+    if (!work.needs_flow || work.index == FlowTable::kNoEntry) continue;
+    const FlowEntry* e = &w.flows.entry(work.index);
+    if (!(e->key == work.key)) {
+      work.index = w.flows.lookup(work.key, work.hash);
+      if (work.index == FlowTable::kNoEntry) continue;
+      e = &w.flows.entry(work.index);
+    }
+    if (e->direction == FlowDirection::reply) __builtin_prefetch(&w.flows.entry(e->partner), 1);
   }
   w.flows_changed_in_burst = false;
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = work[i].needs_flow ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len, pkts[i].capacity,
-                                                    in_port, work[i], now)
-                                         : work[i].outcome;
+    pkts[i].outcome = slots[i].w.needs_flow ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len,
+                                                       pkts[i].capacity, in_port, slots[i].w, now)
+                                            : slots[i].w.outcome;
 }
 
 }  // namespace nplb

@@ -43,6 +43,7 @@ struct alignas(64) WorkerCounters {
   uint64_t flows_moved = 0;          // UDP flows whose backend left, moved to a live one
   uint64_t rejects_sent = 0;         // TCP RST / ICMP port unreachable for refused connections
   uint64_t rejects_rate_limited = 0; // refusals beyond the rate: dropped without an answer
+  uint64_t to_kernel = 0;            // frames passed to the kernel (exception path)
   uint64_t port_rx[kMaxPorts] = {};
   uint64_t port_tx[kMaxPorts] = {};
   uint64_t port_dropped[kMaxPorts] = {};
@@ -88,6 +89,7 @@ enum class Action : uint8_t {
   reply,     // answered in place (ARP, ICMP echo); send on tx_port (the input port)
   reject,    // refused and answered in place (TCP RST, ICMP unreachable); counted as a drop too
   consumed,  // learned from (ARP reply to us); nothing to send
+  to_kernel, // for the kernel's address on the input port: handed to the control thread's tap
 };
 
 struct Outcome {

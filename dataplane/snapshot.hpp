@@ -34,6 +34,9 @@ struct PortView {
   // Addresses this port answers ARP for: its own, and the frontends and
   // SNAT addresses in its subnets (those in no port's subnet: on every port).
   std::vector<uint32_t> arp_answers_be;
+  // The kernel's address on this port (dataplane.ports[].kernel_address):
+  // frames to it go to the kernel through a tap. 0: none.
+  uint32_t kernel_be = 0;
   std::vector<Cidr> subnets;  // the port's own addresses with their prefixes
   uint32_t gateway_be = 0;    // 0: none
 };

@@ -14,6 +14,8 @@ uint32_t pool_key_hash(const SnatPoolKey& k) {
   std::memcpy(&tail, reinterpret_cast<const uint8_t*>(&k) + 8, 4);
   b = tail;
   uint64_t h = (a ^ b * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;  // fold the high half down: the index mask keeps only low bits
+  h *= 0x94d049bb133111ebull;
   return static_cast<uint32_t>(h >> 32);
 }
 

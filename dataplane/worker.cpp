@@ -91,6 +91,15 @@ void handle_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rt
       case Action::consumed:
         rte_pktmbuf_free(m);
         break;
+      case Action::to_kernel:
+        // The tap's write is a system call: the control thread does it.
+        m->port = in_port;
+        if (!rt.to_kernel || rte_ring_sp_enqueue(rt.to_kernel, m) != 0) {
+          ++w.counters.drops[static_cast<size_t>(DropReason::exception_ring_full)];
+          ++w.counters.port_dropped[in_port];
+          rte_pktmbuf_free(m);
+        }
+        break;
     }
   }
 }

@@ -24,6 +24,7 @@ struct alignas(64) WorkerRuntime {
   const NeighborTable* neighbors = nullptr;
   rte_rcu_qsbr* rcu = nullptr;
   rte_ring* inject = nullptr;         // frames the control thread wants sent (mbuf->port = port index)
+  rte_ring* to_kernel = nullptr;      // frames for the kernel's tap (mbuf->port = input port index)
   const std::atomic<bool>* stop = nullptr;
   uint64_t idle_spin_tsc = 0;         // spin this long without packets before sleeping
   uint32_t idle_sleep_us = 100;
