@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "control/config_loader.hpp"
 #include "control/manifests.hpp"
 #include "control/model.hpp"
 #include "control/resolver.hpp"
@@ -55,12 +56,26 @@ class SettingsParser {
   SettingsParser(ApplianceConfig& config, std::vector<ConfigError>& errors) : config_(config), errors_(errors) {}
 
   void parse(const Value& root) {
-    MapReader top(root, {"dataplane", "forwarding", "cluster"}, &errors_);
+    MapReader top(root, {"dataplane", "forwarding", "cluster", "api", "state_dir"}, &errors_);
     // Fixed order, whatever the file's: later sections check against earlier ones.
     guarded([&] { parse_dataplane(top.require("dataplane")); });
     guarded([&] { parse_forwarding(top.require("forwarding")); });
     guarded([&] {
       if (auto cluster = top.get("cluster")) parse_cluster(*cluster);
+    });
+    guarded([&] {
+      if (auto api = top.get("api")) parse_api(*api);
+    });
+    guarded([&] {
+      if (auto dir = top.get("state_dir")) {
+        config_.state_dir_where = dir->where();
+        std::filesystem::path p(dir->as_nonempty_string());
+        if (p.is_relative()) p = std::filesystem::path(config_.base_dir) / p;
+        config_.state_dir = p.lexically_normal().string();
+        std::error_code ec;
+        if (std::filesystem::exists(config_.state_dir, ec) && !std::filesystem::is_directory(config_.state_dir, ec))
+          dir->fail(config_.state_dir + " exists and is not a directory");
+      }
     });
   }
 
@@ -262,9 +277,26 @@ class SettingsParser {
   // ------------------------------------------------------------ forwarding
 
   void parse_forwarding(const Value& v) {
-    MapReader m(v, {"mode", "frontends", "snat", "snat_ports", "maglev"}, &errors_);
+    MapReader m(v, {"mode", "backends", "on_backend_removed", "frontends", "snat", "snat_ports", "maglev"},
+                &errors_);
     ForwardingConfig& fw = config_.forwarding;
     fw.frontends_where = v.where();
+    guarded([&] {
+      if (auto b = m.get("backends")) {
+        std::string s = b->as_string();
+        if (s == "nodes") fw.backends = BackendKind::nodes;
+        else if (s == "pods") fw.backends = BackendKind::pods;
+        else b->fail("unsupported value " + yaml::quote(s) + ": supported values: \"nodes\", \"pods\"");
+      }
+    });
+    guarded([&] {
+      if (auto r = m.get("on_backend_removed")) {
+        std::string s = r->as_string();
+        if (s == "keep") fw.on_backend_removed = OnBackendRemoved::keep;
+        else if (s == "reset") fw.on_backend_removed = OnBackendRemoved::reset;
+        else r->fail("unsupported value " + yaml::quote(s) + ": supported values: \"keep\", \"reset\"");
+      }
+    });
     guarded([&] {
       if (auto mode = m.get("mode")) {
         std::string s = mode->as_string();
@@ -374,6 +406,52 @@ class SettingsParser {
     }
   }
 
+  // ------------------------------------------------------------ api
+
+  // The control API has no authentication: it listens on loopback or on a
+  // Unix socket, never on an address other hosts reach.
+  void parse_api(const Value& v) {
+    MapReader m(v, {"listen"}, &errors_);
+    ApiConfig& api = config_.api;
+    api.where = v.where();
+    auto listen = m.get("listen");
+    if (!listen) return;
+    api.where = listen->where();
+    std::string text = listen->as_nonempty_string();
+    const std::string usage = "expected \"IP:PORT\" on a loopback address (IPv6 as \"[::1]:PORT\") or \"unix:/path\", got " +
+                              yaml::quote(text);
+    if (text.starts_with("unix:")) {
+      std::filesystem::path p(text.substr(5));
+      if (p.empty()) listen->fail(usage);
+      if (p.is_relative()) p = std::filesystem::path(config_.base_dir) / p;
+      api.listen = "unix:" + p.lexically_normal().string();
+      return;
+    }
+    std::string host, port;
+    if (text.starts_with("[")) {
+      auto close = text.find("]:");
+      if (close == std::string::npos) listen->fail(usage);
+      host = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    } else {
+      auto colon = text.rfind(':');
+      if (colon == std::string::npos || text.find(':') != colon) listen->fail(usage);
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+    }
+    auto ip = parse_ip(host);
+    bool digits = !port.empty() && port.size() <= 5 &&
+                  std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!ip || !digits) listen->fail(usage);
+    unsigned long number = std::stoul(port);
+    if (number < 1 || number > 65535) listen->fail("port " + port + " is not between 1 and 65535");
+    bool loopback = ip->is_v4() ? ip->bytes[0] == 127 : *ip == *parse_ip("::1");
+    if (!loopback)
+      listen->fail(ip->str() + " is not a loopback address: the control API has no authentication; listen on "
+                               "127.0.0.1:PORT, [::1]:PORT or unix:/path");
+    api.listen = text;
+  }
+
   // ------------------------------------------------------------ cluster
 
   void parse_cluster(const Value& v) {
@@ -464,55 +542,48 @@ std::string folder_of(const std::string& file) {
 
 }  // namespace
 
-LoadResult load_configuration(const std::string& config_file) {
-  LoadResult result;
+SettingsLoad parse_settings(const std::string& config_file) {
+  SettingsLoad out;
   ApplianceConfig config;
   config.config_file = config_file;
   config.base_dir = folder_of(config_file);
+  auto fail = [&](ConfigError e) {
+    out.errors.push_back(std::move(e));
+    out.fatal = true;
+    return out;
+  };
 
   yaml::YamlFile file = yaml::parse_file(config_file);
   if (!file.errors.empty()) {
-    result.errors = std::move(file.errors);
-    result.fatal = true;
-    return result;
+    out.errors = std::move(file.errors);
+    out.fatal = true;
+    return out;
   }
   // A config of only comments, or only "---", is almost always a mistake
   // (an unexpanded template, a truncated copy): say so rather than start bare.
   auto nonempty = std::count_if(file.documents.begin(), file.documents.end(),
                                 [](const YAML::Node& d) { return !d.IsNull(); });
-  if (nonempty == 0) {
-    result.errors.push_back({{config_file, 0, 0}, "the configuration is empty"});
-    result.fatal = true;
-    return result;
-  }
+  if (nonempty == 0) return fail({{config_file, 0, 0}, "the configuration is empty"});
   if (file.documents.size() > 1) {
     Value second(file.documents[1], &file.path, "");
-    result.errors.push_back({second.where(), "the configuration must be a single YAML document, found " +
-                                                 std::to_string(file.documents.size())});
-    result.fatal = true;
-    return result;
+    return fail({second.where(), "the configuration must be a single YAML document, found " +
+                                     std::to_string(file.documents.size())});
   }
   Value root(file.documents[0], &file.path, "");
-  if (!root.is_map()) {
-    result.errors.push_back({root.where(), "expected a mapping at the top level, got " + root.kind_name()});
-    result.fatal = true;
-    return result;
-  }
+  if (!root.is_map()) return fail({root.where(), "expected a mapping at the top level, got " + root.kind_name()});
   try {
-    SettingsParser(config, result.errors).parse(root);
+    SettingsParser(config, out.errors).parse(root);
   } catch (const YamlError& e) {
-    result.errors.push_back(e.to_config_error());
+    out.errors.push_back(e.to_config_error());
   }
-  if (!result.errors.empty()) result.fatal = true;
+  if (!out.errors.empty()) out.fatal = true;
+  out.config = std::move(config);
+  return out;
+}
 
-  // Objects are read even when settings failed, so one run lists every error.
-  ManifestLoader loader(result);
-  for (const auto& entry : config.cluster.manifests)
-    for (const auto& path : manifest_files(entry)) loader.load_file(path);
-
-  result.model = resolve_model(config, result.objects, result.errors, result.notes);
-  result.config = std::move(config);
-  return result;
+LoadResult load_configuration(const std::string& config_file) {
+  ConfigLoader loader(config_file);
+  return loader.load(/*dry_run=*/true);
 }
 
 }  // namespace nplb

@@ -94,9 +94,11 @@ class ObjectReader {
 
   void set_identity(const std::string& namespace_, const std::string& name) {
     std::string kind = id_.substr(0, id_.find(' '));
+    key_ = ObjectKey{kind, namespace_, name};
     id_ = kind + " " + (namespace_.empty() ? "" : namespace_ + "/") + (name.empty() ? "(unnamed)" : name);
   }
   const std::string& id() const { return id_; }
+  const ObjectKey& key() const { return key_; }
   const std::vector<ConfigError>& errors() const { return errors_; }
   bool ok() const { return errors_.empty(); }
 
@@ -201,6 +203,7 @@ class ObjectReader {
 
  private:
   std::string id_;
+  ObjectKey key_;
   std::vector<ConfigError> errors_;
 };
 
@@ -548,76 +551,134 @@ std::vector<std::string> manifest_files(const std::string& path) {
   return files;
 }
 
-void ManifestLoader::load_file(const std::string& path) { load_parsed(yaml::parse_file(path)); }
+namespace {
 
-void ManifestLoader::load_text(std::string_view text, const std::string& name) {
-  load_parsed(yaml::parse_text(text, name));
-}
+class FileReader {
+ public:
+  explicit FileReader(ParsedManifest& out) : out_(out) {}
 
-void ManifestLoader::load_parsed(const yaml::YamlFile& file) {
+  void load_object(const Value& object) {
+    if (!object.is_map()) {
+      error({object.where(), "expected a Kubernetes object (a mapping), got " + object.kind_name()});
+      return;
+    }
+    ObjectReader probe("object");
+    auto kind_at = probe.field(object, "kind");
+    std::string kind = probe.string_field(object, "kind").value_or("");
+    std::string api_version = probe.string_field(object, "apiVersion").value_or("");
+    if (kind.empty()) {
+      error({object.where(), "object has no kind"});
+      return;
+    }
+    // kind: List, ServiceList, NodeList...: the objects are its items.
+    if (kind == "List" || (kind.size() > 4 && kind.ends_with("List") && probe.field(object, "items"))) {
+      ObjectReader list(kind);
+      auto items = list.list_field(object, "items");
+      for (const auto& e : list.errors()) error(e);
+      if (items)
+        for (const Value& item : *items) load_object(Value(item.node(), &object.file(), ""));
+      return;
+    }
+
+    ObjectReader r(kind);
+    auto wrong_version = [&](const char* want) {
+      error({kind_at->where(), kind + ": apiVersion " + yaml::quote(api_version) + " is not supported; use " + want});
+    };
+    if (kind == "Service" && (api_version == "v1" || api_version.empty())) {
+      if (api_version.empty()) return wrong_version("v1");
+      if (auto svc = read_service(object, r)) out_.services.push_back(std::move(*svc));
+    } else if (kind == "Node" && (api_version == "v1" || api_version.empty())) {
+      if (api_version.empty()) return wrong_version("v1");
+      if (auto node = read_node(object, r)) out_.nodes.push_back(std::move(*node));
+    } else if (kind == "EndpointSlice" && api_version.starts_with("discovery.k8s.io/")) {
+      if (api_version != "discovery.k8s.io/v1") return wrong_version("discovery.k8s.io/v1");
+      bool fqdn = false;
+      auto slice = read_endpoint_slice(object, r, fqdn);
+      if (slice && fqdn) {
+        out_.notes.push_back(ConfigError{object.where(), r.id() + ": addressType FQDN is not used by NodePort "
+                                                                  "proxies; skipped"}
+                                 .format());
+      } else if (slice) {
+        out_.endpoint_slices.push_back(std::move(*slice));
+      }
+    } else {
+      std::string name = kind + (api_version.empty() ? "" : " (" + api_version + ")");
+      if (skipped_.insert(name).second) out_.skipped_kinds.emplace_back(name, object.where());
+    }
+    for (const auto& e : r.errors()) out_.errors.push_back({r.key(), e});
+  }
+
+ private:
+  void error(ConfigError e) { out_.errors.push_back({ObjectKey{}, std::move(e)}); }
+  ParsedManifest& out_;
+  std::set<std::string> skipped_;
+};
+
+}  // namespace
+
+ParsedManifest parse_manifest(const yaml::YamlFile& file) {
+  ParsedManifest out;
+  out.path = file.path;
   if (!file.errors.empty()) {
     // A file that does not parse is as bad as a broken config: nothing of it
     // can be trusted, and the reload as a whole must fail.
-    result_.errors.insert(result_.errors.end(), file.errors.begin(), file.errors.end());
-    result_.fatal = true;
-    return;
+    for (const auto& e : file.errors) out.errors.push_back({ObjectKey{}, e});
+    out.fatal = true;
+    return out;
   }
+  FileReader reader(out);
   for (const auto& doc : file.documents) {
     if (doc.IsNull()) continue;  // "---" separators with nothing between
-    load_object(Value(doc, &file.path, ""));
+    reader.load_object(Value(doc, &file.path, ""));
   }
+  return out;
 }
 
-void ManifestLoader::load_object(const Value& object) {
-  if (!object.is_map()) {
-    result_.errors.push_back({object.where(), "expected a Kubernetes object (a mapping), got " + object.kind_name()});
-    return;
-  }
-  ObjectReader probe("object");
-  auto kind_at = probe.field(object, "kind");
-  std::string kind = probe.string_field(object, "kind").value_or("");
-  std::string api_version = probe.string_field(object, "apiVersion").value_or("");
-  if (kind.empty()) {
-    result_.errors.push_back({object.where(), "object has no kind"});
-    return;
-  }
-  // kind: List, ServiceList, NodeList...: the objects are its items.
-  if (kind == "List" || (kind.size() > 4 && kind.ends_with("List") && probe.field(object, "items"))) {
-    ObjectReader list(kind);
-    auto items = list.list_field(object, "items");
-    result_.errors.insert(result_.errors.end(), list.errors().begin(), list.errors().end());
-    if (items)
-      for (const Value& item : *items) load_object(Value(item.node(), &object.file(), ""));
-    return;
-  }
+ParsedManifest parse_manifest_text(std::string_view text, const std::string& name) {
+  return parse_manifest(yaml::parse_text(text, name));
+}
 
-  ObjectReader r(kind);
-  auto wrong_version = [&](const char* want) {
-    result_.errors.push_back({kind_at->where(), kind + ": apiVersion " + yaml::quote(api_version) +
-                                                    " is not supported; use " + want});
-  };
-  if (kind == "Service" && (api_version == "v1" || api_version.empty())) {
-    if (api_version.empty()) return wrong_version("v1");
-    auto svc = read_service(object, r);
-    if (svc && claim_identity(kind, svc->meta)) result_.objects.services.push_back(std::move(*svc));
-  } else if (kind == "Node" && (api_version == "v1" || api_version.empty())) {
-    if (api_version.empty()) return wrong_version("v1");
-    auto node = read_node(object, r);
-    if (node && claim_identity(kind, node->meta)) result_.objects.nodes.push_back(std::move(*node));
-  } else if (kind == "EndpointSlice" && api_version.starts_with("discovery.k8s.io/")) {
-    if (api_version != "discovery.k8s.io/v1") return wrong_version("discovery.k8s.io/v1");
-    bool fqdn = false;
-    auto slice = read_endpoint_slice(object, r, fqdn);
-    if (slice && fqdn) {
-      result_.notes.push_back(ConfigError{object.where(), r.id() + ": addressType FQDN is not used by NodePort "
-                                                               "proxies; skipped"}.format());
-    } else if (slice && claim_identity(kind, slice->meta)) {
-      result_.objects.endpoint_slices.push_back(std::move(*slice));
-    }
-  } else {
-    note_skipped_kind(kind + (api_version.empty() ? "" : " (" + api_version + ")"), object.where());
+void ManifestLoader::load_file(const std::string& path) { add(parse_manifest(yaml::parse_file(path))); }
+
+void ManifestLoader::load_text(std::string_view text, const std::string& name) {
+  add(parse_manifest_text(text, name));
+}
+
+void ManifestLoader::add(const ParsedManifest& file) {
+  if (file.fatal) result_.fatal = true;
+  for (const auto& e : file.errors) {
+    if (!e.key.name.empty()) rejected_[e.key].push_back(result_.errors.size());
+    result_.errors.push_back(e.error);
   }
-  result_.errors.insert(result_.errors.end(), r.errors().begin(), r.errors().end());
+  for (const auto& [kind, where] : file.skipped_kinds) note_skipped_kind(kind, where);
+  result_.notes.insert(result_.notes.end(), file.notes.begin(), file.notes.end());
+  auto& objects = result_.objects;
+  for (const auto& svc : file.services)
+    if (claim_identity("Service", svc.meta)) objects.services.push_back(svc);
+  for (const auto& node : file.nodes)
+    if (claim_identity("Node", node.meta)) objects.nodes.push_back(node);
+  for (const auto& slice : file.endpoint_slices)
+    if (claim_identity("EndpointSlice", slice.meta)) objects.endpoint_slices.push_back(slice);
+}
+
+void ManifestLoader::finish() {
+  if (!previous_ || rejected_.empty()) return;
+  auto keep = [&](const ObjectKey& key, const auto& list, auto& into) {
+    for (const auto& object : list) {
+      if (object.meta.namespace_ != key.namespace_ || object.meta.name != key.name) continue;
+      into.push_back(object);
+      seen_.emplace(key, object.meta.where);
+      kept_previous_.push_back(key);
+      for (size_t i : rejected_[key]) result_.errors[i].message += "; keeping the previous version";
+      return;
+    }
+  };
+  for (const auto& [key, indices] : rejected_) {
+    if (seen_.contains(key)) continue;  // a valid definition of it came too
+    if (key.kind == "Service") keep(key, previous_->services, result_.objects.services);
+    else if (key.kind == "Node") keep(key, previous_->nodes, result_.objects.nodes);
+    else if (key.kind == "EndpointSlice") keep(key, previous_->endpoint_slices, result_.objects.endpoint_slices);
+  }
 }
 
 void ManifestLoader::note_skipped_kind(const std::string& kind, const SourceLocation& where) {
@@ -629,7 +690,7 @@ void ManifestLoader::note_skipped_kind(const std::string& kind, const SourceLoca
 // Two objects of one kind and name: the API server would hold only one. The
 // first stays, as an update the server refused would leave it.
 bool ManifestLoader::claim_identity(const std::string& kind, const ObjectMeta& meta) {
-  auto [it, fresh] = seen_.emplace(Key{kind, meta.namespace_, meta.name}, meta.where);
+  auto [it, fresh] = seen_.emplace(ObjectKey{kind, meta.namespace_, meta.name}, meta.where);
   if (fresh) return true;
   std::string id = kind + " " + (meta.namespace_.empty() ? "" : meta.namespace_ + "/") + meta.name;
   std::string first = it->second.file + ":" + std::to_string(it->second.line);

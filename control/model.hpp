@@ -248,6 +248,7 @@ struct ResolvedBackend {
 struct ResolvedServicePort {
   ServicePortSpec spec;               // node_port filled in
   std::vector<ResolvedBackend> backends;
+  bool node_port_allocated = false;   // nplb allocated spec.node_port (pod backends, none written)
 };
 
 struct ResolvedService {
@@ -269,6 +270,19 @@ struct Model {
   std::vector<ResolvedService> services;
 };
 
+// What a load changed against the previous one (ConfigLoader): one human
+// line per change ("service default/web: updated (backends +2 -1)"), counts,
+// and the services touched, so a publisher can rebuild only those.
+struct ModelChanges {
+  bool first_load = true;
+  size_t services_added = 0, services_updated = 0, services_removed = 0;
+  size_t nodes_added = 0, nodes_removed = 0;
+  size_t frontends_changed = 0;
+  std::vector<std::string> changed_services;  // "namespace/name": added, updated or removed
+  std::vector<std::string> lines;
+  bool empty() const { return lines.empty(); }
+};
+
 // The result of loading a config file: settings, objects, model, and every
 // error found. `fatal` errors (YAML syntax, appliance settings) mean nothing
 // may start; object errors reject only the object they name.
@@ -281,6 +295,13 @@ struct LoadResult {
   std::vector<std::string> notes;
   bool fatal = false;
   bool ok() const { return errors.empty(); }
+  // Filled by ConfigLoader (empty from load_configuration):
+  ModelChanges changes;
+  // Settings changed since the previous load that take effect only at start
+  // ("dataplane.workers", "api.listen"): the running appliance keeps the old value.
+  std::vector<std::string> restart_required;
+  size_t files_parsed = 0;  // manifest files parsed by this load
+  size_t files_reused = 0;  // ... taken unchanged from the previous load
 };
 
 // Loads FILE and everything it names, checking all that needs no EAL.

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_map>
+
+#include "control/nodeport_store.hpp"
 
 namespace nplb {
 
@@ -10,6 +13,7 @@ namespace {
 constexpr const char* kExcludeFromLoadBalancers = "node.kubernetes.io/exclude-from-external-load-balancers";
 constexpr const char* kServiceProxyName = "service.kubernetes.io/service-proxy-name";
 constexpr const char* kHeadless = "service.kubernetes.io/headless";
+constexpr const char* kBackendsAnnotation = "nplb.io/backends";
 
 std::string object_id(const ObjectMeta& meta) {
   return meta.namespace_.empty() ? meta.name : meta.namespace_ + "/" + meta.name;
@@ -69,18 +73,382 @@ void add_nodes(const ApplianceConfig& config, const ClusterObjects& objects, Nod
   }
 }
 
-// Nodes with a ready endpoint of the service (ETP Local). Empty optional when
-// no EndpointSlice of the service was loaded at all.
-std::optional<std::set<std::string>> nodes_with_local_endpoints(const Service& svc, const ClusterObjects& objects) {
-  std::optional<std::set<std::string>> out;
-  for (const auto& slice : objects.endpoint_slices) {
-    if (slice.meta.namespace_ != svc.meta.namespace_ || slice.service_name != svc.meta.name) continue;
-    if (!out) out.emplace();
-    for (const auto& ep : slice.endpoints)
-      if (ep.ready && !ep.node_name.empty()) out->insert(ep.node_name);
+// How pods are reached: through the node whose podCIDRs hold them, or the
+// node the endpoint names; directly when they sit on one of our links.
+struct PodRoutes {
+  std::vector<Cidr> links;
+  std::vector<std::pair<Cidr, IpAddr>> pod_cidrs;         // podCIDR -> node address
+  std::unordered_map<std::string, IpAddr> node_address;   // any known node, ready or not
+
+  PodRoutes(const ApplianceConfig& config, const ClusterObjects& objects) {
+    IpFamily family = config.forwarding.frontends.empty() ? IpFamily::v4 : config.forwarding.frontends[0].family;
+    for (const auto& port : config.dataplane.ports) links.insert(links.end(), port.addresses.begin(), port.addresses.end());
+    for (const auto& n : config.cluster.nodes) node_address.emplace(n.name, n.address);
+    for (const auto& node : objects.nodes) {
+      auto address = node_backend_address(node, family);
+      if (!address) continue;
+      node_address.emplace(node.meta.name, *address);
+      for (const auto& c : node.pod_cidrs) pod_cidrs.emplace_back(c, *address);
+    }
   }
-  return out;
+  // nullopt: unreachable. An unspecified address: on link, no next hop.
+  std::optional<IpAddr> via(const IpAddr& pod, const std::string& node_name) const {
+    for (const auto& c : links)
+      if (c.contains(pod)) return IpAddr{};
+    for (const auto& [cidr, address] : pod_cidrs)
+      if (cidr.contains(pod)) return address;
+    if (auto it = node_address.find(node_name); it != node_address.end()) return it->second;
+    return std::nullopt;
+  }
+};
+
+using SliceIndex = std::unordered_map<std::string, std::vector<const EndpointSlice*>>;  // "ns/service" -> slices
+
+// Nodes with a ready endpoint of the service (ETP Local); when none has one,
+// nodes with a serving terminating one (KEP-1669), marked `terminating`.
+// Empty optional when no EndpointSlice of the service was loaded at all.
+std::optional<std::map<std::string, bool>> local_endpoint_nodes(const std::vector<const EndpointSlice*>* slices) {
+  if (!slices || slices->empty()) return std::nullopt;
+  std::map<std::string, bool> ready, terminating;
+  for (const auto* slice : *slices)
+    for (const auto& ep : slice->endpoints) {
+      if (ep.node_name.empty()) continue;
+      if (ep.ready) ready[ep.node_name] = false;
+      else if (ep.serving && ep.terminating) terminating[ep.node_name] = true;
+    }
+  return ready.empty() ? terminating : ready;
 }
+
+// The port a pod serves `port` on, from its slice: the slice port named as
+// the service port (what the EndpointSlice controller writes), else the one
+// named as a named targetPort (hand-written slices), else a numeric targetPort.
+std::optional<uint16_t> slice_port(const EndpointSlice& slice, const ServicePortSpec& port) {
+  for (const auto& p : slice.ports)
+    if (p.name == port.name && p.protocol == port.protocol && p.port) return p.port;
+  if (const auto* name = std::get_if<std::string>(&port.target_port)) {
+    for (const auto& p : slice.ports)
+      if (p.name == *name && p.protocol == port.protocol && p.port) return p.port;
+    return std::nullopt;
+  }
+  return std::get<uint16_t>(port.target_port);
+}
+
+class Resolver {
+ public:
+  Resolver(const ApplianceConfig& config, const ClusterObjects& objects, const ResolveOptions& options,
+           std::vector<ConfigError>& errors, std::vector<std::string>& notes)
+      : config_(config), objects_(objects), options_(options), errors_(errors), notes_(notes),
+        range_(config.cluster.node_port_range), allocator_(range_), routes_(config, objects) {
+    range_text_ = std::to_string(range_.first) + "-" + std::to_string(range_.last);
+  }
+
+  ResolveOutput run() {
+    out_.model.frontends = config_.forwarding.frontends;
+    NodeSet nodes;
+    add_nodes(config_, objects_, nodes, errors_, notes_);
+    out_.model.nodes = nodes.nodes;
+    for (const auto& slice : objects_.endpoint_slices)
+      if (!slice.service_name.empty()) slices_[slice.meta.namespace_ + "/" + slice.service_name].push_back(&slice);
+
+    // Exposed services. Those in force before keep their nodePorts ahead of
+    // newcomers; among equals, file order decides (the first got it from the cluster).
+    std::vector<const Service*> order;
+    for (const auto& svc : objects_.services)
+      if (exposed(svc)) order.push_back(&svc);
+    std::stable_partition(order.begin(), order.end(), [&](const Service* s) {
+      return options_.previous && options_.previous->contains(object_id(s->meta));
+    });
+    // The service that held a port in the previous load keeps it while its
+    // version in force still asks for it: an update of another service that
+    // asks for it is refused, as the API server would refuse it.
+    if (options_.previous)
+      for (const Service* svc : order) {
+        const std::string id = object_id(svc->meta);
+        auto prev = options_.previous->find(id);
+        if (prev == options_.previous->end()) continue;
+        std::set<uint16_t> held;
+        for (const auto& p : prev->second.ports) held.insert(p.node_port);
+        held.insert(prev->second.health_check_node_port);
+        for (const auto& p : svc->ports)
+          if (p.node_port && held.contains(p.node_port)) reserved_.emplace(p.node_port, id);
+        if (svc->health_check_node_port && held.contains(svc->health_check_node_port))
+          reserved_.emplace(svc->health_check_node_port, id);
+      }
+    // Automatic allocation never takes a port some service of this load asks
+    // for by number: those came from the cluster (or the user) first.
+    for (const Service* svc : order) {
+      for (const auto& p : svc->ports)
+        if (p.node_port) requested_.insert(p.node_port);
+      if (svc->health_check_node_port) requested_.insert(svc->health_check_node_port);
+    }
+    // nplb's stored allocations are held before anyone asks for a port.
+    if (options_.allocations)
+      for (const Service* svc : order)
+        for (const auto& port : svc->ports)
+          if (port.node_port == 0 && backend_kind(*svc, nullptr) == BackendKind::pods) {
+            auto it = options_.allocations->find(key(*svc, port));
+            if (it != options_.allocations->end() && range_.contains(it->second) &&
+                allocator_.holder(it->second).empty())
+              allocator_.claim(it->second, object_id(svc->meta));
+          }
+
+    for (const Service* svc : order) {
+      const std::string id = object_id(svc->meta);
+      std::vector<ConfigError> rejections;
+      if (try_service(*svc, rejections)) continue;
+      const Service* previous = nullptr;
+      if (options_.previous)
+        if (auto it = options_.previous->find(id); it != options_.previous->end()) previous = &it->second;
+      std::vector<ConfigError> again;
+      if (previous && exposed(*previous) && try_service(*previous, again)) {
+        for (auto& r : rejections) r.message += "; keeping the previous version";
+        out_.kept_previous.push_back(id);
+      }
+      errors_.insert(errors_.end(), rejections.begin(), rejections.end());
+    }
+    std::stable_sort(out_.model.services.begin(), out_.model.services.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.namespace_, a.name) < std::tie(b.namespace_, b.name);
+    });
+    return std::move(out_);
+  }
+
+ private:
+  bool exposed(const Service& svc) {
+    if (svc.type != ServiceType::NodePort && svc.type != ServiceType::LoadBalancer) return false;
+    if (auto it = svc.meta.labels.find(kServiceProxyName); it != svc.meta.labels.end()) {
+      notes_.push_back(ConfigError{svc.meta.where, "Service " + object_id(svc.meta) + ": labelled " +
+                                                       std::string(kServiceProxyName) + "=" + it->second +
+                                                       " for another proxy; not exposed"}
+                           .format());
+      return false;
+    }
+    return svc.cluster_ip != "None" && !svc.meta.labels.contains(kHeadless);
+  }
+
+  bool reserved_by_other(uint16_t port, const std::string& owner) const {
+    auto it = reserved_.find(port);
+    return it != reserved_.end() && it->second != owner;
+  }
+
+  static std::string key(const Service& svc, const ServicePortSpec& port) {
+    return node_port_key(svc.meta.namespace_, svc.meta.name, port.name, port.protocol);
+  }
+
+  // The service's backend kind; a bad annotation is reported into `problem`.
+  BackendKind backend_kind(const Service& svc, std::string* problem) const {
+    auto it = svc.meta.annotations.find(kBackendsAnnotation);
+    if (it == svc.meta.annotations.end()) return config_.forwarding.backends;
+    if (it->second == "nodes") return BackendKind::nodes;
+    if (it->second == "pods") return BackendKind::pods;
+    if (problem)
+      *problem = std::string("metadata.annotations[") + kBackendsAnnotation + "]: Unsupported value: \"" + it->second +
+                 "\": supported values: \"nodes\", \"pods\"";
+    return config_.forwarding.backends;
+  }
+
+  // Resolves one version of a service; all or nothing.
+  bool try_service(const Service& svc, std::vector<ConfigError>& rejections) {
+    const std::string owner = object_id(svc.meta);
+    const std::string id = "Service " + owner;
+    auto reject = [&](const SourceLocation& where, const std::string& text) {
+      rejections.push_back({where, id + ": " + text});
+    };
+    std::string annotation_problem;
+    BackendKind kind = backend_kind(svc, &annotation_problem);
+    if (!annotation_problem.empty()) reject(svc.meta.where, annotation_problem);
+
+    std::set<uint16_t> own;
+    std::vector<size_t> to_allocate;
+    for (size_t i = 0; i < svc.ports.size(); ++i) {
+      const auto& port = svc.ports[i];
+      const std::string path = "spec.ports[" + std::to_string(i) + "].nodePort";
+      const std::string value = std::to_string(port.node_port);
+      if (port.node_port == 0) {
+        if (kind == BackendKind::pods && !config_.state_dir.empty()) {
+          to_allocate.push_back(i);
+        } else if (kind == BackendKind::pods) {
+          reject(port.node_port_where,
+                 path + ": Required value: with pod backends nplb allocates the nodePort itself and must keep it "
+                        "across restarts: set state_dir in the configuration, or write a nodePort here");
+        } else {
+          reject(port.node_port_where,
+                 path + ": Required value: nplb sends to NodeIP:nodePort, and only the cluster knows the port it "
+                        "allocated; write that nodePort here (kubectl get service " + svc.meta.name + " -n " +
+                     svc.meta.namespace_ + " -o yaml prints it)");
+        }
+      } else if (!allocator_.in_range(port.node_port)) {
+        reject(port.node_port_where, path + ": Invalid value: " + value +
+                                         ": provided port is not in the valid range. The range of valid ports is " +
+                                         range_text_);
+      } else if (auto holder = allocator_.holder(port.node_port);
+                 (!holder.empty() && holder != owner) || reserved_by_other(port.node_port, owner)) {
+        reject(port.node_port_where, path + ": Invalid value: " + value + ": provided port is already allocated");
+      } else {
+        own.insert(port.node_port);
+      }
+    }
+    // healthCheckNodePort comes from the same allocator; a service's own
+    // nodePort is taken too, so it collides as well.
+    if (uint16_t hc = svc.health_check_node_port; hc != 0) {
+      const std::string prefix = "spec.healthCheckNodePort: Invalid value: " + std::to_string(hc) + ": ";
+      if (!allocator_.in_range(hc))
+        reject(svc.health_check_node_port_where,
+               prefix + "provided port is not in the valid range. The range of valid ports is " + range_text_);
+      else if (own.contains(hc) || !allocator_.holder(hc).empty() || reserved_by_other(hc, owner))
+        reject(svc.health_check_node_port_where, prefix + "provided port is already allocated");
+    }
+    if (!rejections.empty()) {
+      allocator_.release_all(owner);  // stored allocations held for it
+      return false;
+    }
+    for (uint16_t p : own) allocator_.claim(p, owner);
+    if (svc.health_check_node_port) allocator_.claim(svc.health_check_node_port, owner + " (healthCheckNodePort)");
+
+    // nplb's own allocations: the stored port when it is still this service's, else a new one.
+    std::vector<ServicePortSpec> ports = svc.ports;
+    std::set<size_t> allocated;
+    for (size_t i : to_allocate) {
+      const std::string k = key(svc, ports[i]);
+      std::optional<uint16_t> port;
+      if (options_.allocations)
+        if (auto it = options_.allocations->find(k); it != options_.allocations->end() &&
+                                                     range_.contains(it->second) &&
+                                                     (allocator_.holder(it->second).empty() ||
+                                                      allocator_.holder(it->second) == owner) &&
+                                                     !own.contains(it->second))
+          port = it->second;
+      if (!port)
+        port = allocate_node_port(
+            range_, [&](uint16_t p) { return !allocator_.holder(p).empty() || requested_.contains(p) || reserved_by_other(p, owner); },
+            k);
+      if (!port) {
+        reject(ports[i].node_port_where, "spec.ports[" + std::to_string(i) +
+                                             "].nodePort: Internal error: failed to allocate a nodePort: range is full");
+        allocator_.release_all(owner);
+        allocator_.release_all(owner + " (healthCheckNodePort)");
+        return false;
+      }
+      allocator_.claim(*port, owner);
+      own.insert(*port);
+      ports[i].node_port = *port;
+      allocated.insert(i);
+    }
+    for (size_t i : allocated) out_.allocations[key(svc, ports[i])] = ports[i].node_port;
+
+    ResolvedService rs;
+    rs.namespace_ = svc.meta.namespace_;
+    rs.name = svc.meta.name;
+    rs.type = svc.type;
+    rs.external_traffic_policy = svc.external_traffic_policy;
+    rs.session_affinity = svc.session_affinity;
+    rs.affinity_timeout_seconds = svc.affinity_timeout_seconds;
+    rs.backends = kind;
+    rs.health_check_node_port = svc.health_check_node_port;
+    auto slices_it = slices_.find(owner);
+    const std::vector<const EndpointSlice*>* slices = slices_it == slices_.end() ? nullptr : &slices_it->second;
+
+    std::vector<ResolvedBackend> node_backends;
+    if (kind == BackendKind::nodes) {
+      // Every eligible node, or with externalTrafficPolicy Local only those
+      // with a ready endpoint of the service.
+      std::optional<std::map<std::string, bool>> local;
+      if (svc.external_traffic_policy == TrafficPolicy::Local) {
+        local = local_endpoint_nodes(slices);
+        if (!local)
+          notes_.push_back(ConfigError{svc.meta.where, id + ": externalTrafficPolicy Local without an EndpointSlice; "
+                                                            "every node stays a backend"}
+                               .format());
+      }
+      for (const auto& n : out_.model.nodes) {
+        if (!local) {
+          node_backends.push_back({n.address, 0, n.name, IpAddr{}, false});
+        } else if (auto it = local->find(n.name); it != local->end()) {
+          node_backends.push_back({n.address, 0, n.name, IpAddr{}, it->second});
+        }
+      }
+    }
+    size_t unreachable = 0, ipv6 = 0;
+    std::string first_unreachable;
+    for (size_t i = 0; i < ports.size(); ++i) {
+      ResolvedServicePort rp;
+      rp.spec = ports[i];
+      rp.node_port_allocated = allocated.contains(i);
+      if (kind == BackendKind::nodes) {
+        rp.backends = node_backends;
+        for (auto& b : rp.backends) b.port = rp.spec.node_port;
+      } else {
+        pod_backends(rp, slices, unreachable, ipv6, first_unreachable);
+      }
+      std::sort(rp.backends.begin(), rp.backends.end());
+      rp.backends.erase(std::unique(rp.backends.begin(), rp.backends.end(),
+                                    [](const ResolvedBackend& a, const ResolvedBackend& b) {
+                                      return a.address == b.address && a.port == b.port;
+                                    }),
+                        rp.backends.end());
+      rs.ports.push_back(std::move(rp));
+    }
+    if (unreachable)
+      notes_.push_back(ConfigError{svc.meta.where, id + ": " + std::to_string(unreachable) +
+                                                       " endpoint(s) skipped: no node holds their address in its "
+                                                       "podCIDRs, their nodeName is not a known node, and they are "
+                                                       "on no link of the appliance (first: " +
+                                                       first_unreachable + ")"}
+                           .format());
+    if (ipv6)
+      notes_.push_back(ConfigError{svc.meta.where, id + ": " + std::to_string(ipv6) +
+                                                       " IPv6 EndpointSlice(s) skipped: the data path is IPv4 for now"}
+                           .format());
+    out_.model.services.push_back(std::move(rs));
+    out_.accepted.insert_or_assign(owner, svc);
+    return true;
+  }
+
+  // Pod backends of one port: ready endpoints; serving terminating ones only
+  // when no ready one exists.
+  void pod_backends(ResolvedServicePort& rp, const std::vector<const EndpointSlice*>* slices, size_t& unreachable,
+                    size_t& ipv6, std::string& first_unreachable) {
+    if (!slices) return;
+    std::vector<ResolvedBackend> ready, terminating;
+    for (const auto* slice : *slices) {
+      if (slice->address_type != IpFamily::v4) {
+        ++ipv6;
+        continue;
+      }
+      auto port = slice_port(*slice, rp.spec);
+      if (!port) continue;  // this slice's pods do not serve the named port
+      for (const auto& ep : slice->endpoints) {
+        if (ep.addresses.empty()) continue;
+        bool use_ready = ep.ready;
+        bool use_terminating = !ep.ready && ep.serving && ep.terminating;
+        if (!use_ready && !use_terminating) continue;
+        // Consumers use the first address (discovery.k8s.io/v1).
+        const IpAddr& pod = ep.addresses.front();
+        auto via = routes_.via(pod, ep.node_name);
+        if (!via) {
+          if (unreachable++ == 0) first_unreachable = pod.str();
+          continue;
+        }
+        ResolvedBackend b{pod, *port, ep.node_name, *via, use_terminating};
+        (use_ready ? ready : terminating).push_back(std::move(b));
+      }
+    }
+    rp.backends = ready.empty() ? std::move(terminating) : std::move(ready);
+  }
+
+  const ApplianceConfig& config_;
+  const ClusterObjects& objects_;
+  const ResolveOptions& options_;
+  std::vector<ConfigError>& errors_;
+  std::vector<std::string>& notes_;
+  PortRange range_;
+  std::string range_text_;
+  NodePortAllocator allocator_;
+  PodRoutes routes_;
+  SliceIndex slices_;
+  std::map<uint16_t, std::string> reserved_;
+  std::set<uint16_t> requested_;  // asked for by number in this load  // port -> the service that held it before
+  ResolveOutput out_;
+};
 
 }  // namespace
 
@@ -108,106 +476,14 @@ bool node_is_eligible(const Node& node) {
   return node.ready && !node.meta.labels.contains(kExcludeFromLoadBalancers);
 }
 
+ResolveOutput resolve(const ApplianceConfig& config, const ClusterObjects& objects, const ResolveOptions& options,
+                      std::vector<ConfigError>& errors, std::vector<std::string>& notes) {
+  return Resolver(config, objects, options, errors, notes).run();
+}
+
 Model resolve_model(const ApplianceConfig& config, const ClusterObjects& objects, std::vector<ConfigError>& errors,
                     std::vector<std::string>& notes) {
-  Model model;
-  model.frontends = config.forwarding.frontends;
-  NodeSet nodes;
-  add_nodes(config, objects, nodes, errors, notes);
-  model.nodes = nodes.nodes;
-
-  const PortRange& range = config.cluster.node_port_range;
-  const std::string range_text = std::to_string(range.first) + "-" + std::to_string(range.last);
-  NodePortAllocator allocator(range);
-
-  // File order decides who holds a contested nodePort: the first service got
-  // it from the cluster, the later one is what the API server would refuse.
-  for (const auto& svc : objects.services) {
-    if (svc.type != ServiceType::NodePort && svc.type != ServiceType::LoadBalancer) continue;
-    const std::string owner = object_id(svc.meta);
-    const std::string id = "Service " + owner;
-    if (auto it = svc.meta.labels.find(kServiceProxyName); it != svc.meta.labels.end()) {
-      notes.push_back(ConfigError{svc.meta.where, id + ": labelled " + std::string(kServiceProxyName) + "=" +
-                                                      it->second + " for another proxy; not exposed"}
-                          .format());
-      continue;
-    }
-    if (svc.cluster_ip == "None" || svc.meta.labels.contains(kHeadless)) continue;
-
-    std::vector<ConfigError> rejections;
-    auto reject = [&](const SourceLocation& where, const std::string& text) {
-      rejections.push_back({where, id + ": " + text});
-    };
-    std::set<uint16_t> own;
-    for (size_t i = 0; i < svc.ports.size(); ++i) {
-      const auto& port = svc.ports[i];
-      const std::string path = "spec.ports[" + std::to_string(i) + "].nodePort";
-      const std::string value = std::to_string(port.node_port);
-      if (port.node_port == 0) {
-        reject(port.node_port_where,
-               path + ": Required value: nplb sends to NodeIP:nodePort, and only the cluster knows the port it "
-                      "allocated; write that nodePort here (kubectl get service " + svc.meta.name + " -n " +
-                   svc.meta.namespace_ + " -o yaml prints it)");
-      } else if (!allocator.in_range(port.node_port)) {
-        reject(port.node_port_where, path + ": Invalid value: " + value +
-                                         ": provided port is not in the valid range. The range of valid ports is " +
-                                         range_text);
-      } else if (auto holder = allocator.holder(port.node_port); !holder.empty() && holder != owner) {
-        reject(port.node_port_where, path + ": Invalid value: " + value + ": provided port is already allocated");
-      } else {
-        own.insert(port.node_port);
-      }
-    }
-    // healthCheckNodePort comes from the same allocator; a service's own
-    // nodePort is taken too, so it collides as well.
-    if (uint16_t hc = svc.health_check_node_port; hc != 0) {
-      const std::string prefix = "spec.healthCheckNodePort: Invalid value: " + std::to_string(hc) + ": ";
-      if (!allocator.in_range(hc))
-        reject(svc.health_check_node_port_where, prefix + "provided port is not in the valid range. The range of valid ports is " + range_text);
-      else if (own.contains(hc) || !allocator.holder(hc).empty())
-        reject(svc.health_check_node_port_where, prefix + "provided port is already allocated");
-    }
-    if (!rejections.empty()) {
-      errors.insert(errors.end(), rejections.begin(), rejections.end());
-      continue;
-    }
-    for (uint16_t p : own) allocator.claim(p, owner);
-    if (svc.health_check_node_port) allocator.claim(svc.health_check_node_port, owner + " (healthCheckNodePort)");
-
-    // Backends: every eligible node, or with externalTrafficPolicy Local only
-    // those with a ready endpoint of the service.
-    std::vector<const ResolvedNode*> backends;
-    std::optional<std::set<std::string>> local;
-    if (svc.external_traffic_policy == TrafficPolicy::Local) {
-      local = nodes_with_local_endpoints(svc, objects);
-      if (!local)
-        notes.push_back(ConfigError{svc.meta.where, id + ": externalTrafficPolicy Local without an EndpointSlice; "
-                                                        "every node stays a backend"}
-                            .format());
-    }
-    for (const auto& n : model.nodes)
-      if (!local || local->contains(n.name)) backends.push_back(&n);
-
-    ResolvedService rs;
-    rs.namespace_ = svc.meta.namespace_;
-    rs.name = svc.meta.name;
-    rs.type = svc.type;
-    rs.external_traffic_policy = svc.external_traffic_policy;
-    rs.session_affinity = svc.session_affinity;
-    rs.affinity_timeout_seconds = svc.affinity_timeout_seconds;
-    for (const auto& port : svc.ports) {
-      ResolvedServicePort rp;
-      rp.spec = port;
-      for (const auto* n : backends) rp.backends.push_back({n->address, port.node_port, n->name});
-      std::sort(rp.backends.begin(), rp.backends.end());
-      rs.ports.push_back(std::move(rp));
-    }
-    model.services.push_back(std::move(rs));
-  }
-  std::stable_sort(model.services.begin(), model.services.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.namespace_, a.name) < std::tie(b.namespace_, b.name);
-  });
-  return model;
+  return resolve(config, objects, ResolveOptions{}, errors, notes).model;
 }
 
 }  // namespace nplb

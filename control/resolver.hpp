@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,30 @@ class NodePortAllocator {
   std::map<uint16_t, std::string> owners_;
 };
 
+// What a resolve may build on from the previous one (ConfigLoader).
+struct ResolveOptions {
+  // The Service versions in force after the previous load, by
+  // "namespace/name". They keep their nodePorts ahead of newcomers, and one
+  // rejected now (a taken nodePort, a bad annotation) falls back to its
+  // previous version, as the API server would have refused the update.
+  const std::map<std::string, Service>* previous = nullptr;
+  // nplb's stored allocations (pod backends without a nodePort).
+  const std::map<std::string, uint16_t>* allocations = nullptr;
+};
+
+struct ResolveOutput {
+  Model model;
+  std::map<std::string, Service> accepted;      // the versions in force, by "namespace/name"
+  std::map<std::string, uint16_t> allocations;  // nplb's allocations in use now
+  std::vector<std::string> kept_previous;       // "namespace/name"
+};
+
 // Builds the model. Services that cannot be exposed as written (nodePort out
 // of range, already allocated, missing with node backends) are rejected into
 // `errors`; everything else is resolved. Services come out sorted by
 // (namespace, name) so the model never depends on file order.
+ResolveOutput resolve(const ApplianceConfig& config, const ClusterObjects& objects, const ResolveOptions& options,
+                      std::vector<ConfigError>& errors, std::vector<std::string>& notes);
 Model resolve_model(const ApplianceConfig& config, const ClusterObjects& objects, std::vector<ConfigError>& errors,
                     std::vector<std::string>& notes);
 
