@@ -161,7 +161,7 @@ class SettingsParser {
     std::map<IpAddr, SourceLocation> addresses;
     for (const Value& item : items) {
       guarded([&] {
-        MapReader m(item, {"name", "device", "addresses", "mac", "gateway"}, &errors_);
+        MapReader m(item, {"name", "device", "addresses", "mac", "gateway", "kernel_address"}, &errors_);
         PortConfig port;
         port.where = item.where();
         guarded([&] {
@@ -210,6 +210,17 @@ class SettingsParser {
               gw->fail("gateway " + ip.str() + " is not inside any subnet of this port (" + subnets + ")");
             }
             port.gateway = ip;
+          }
+        });
+        guarded([&] {
+          if (auto k = m.get("kernel_address")) {
+            port.kernel_address_where = k->where();
+            Cidr c = k->as_cidr();
+            if (!c.address.is_v4()) k->fail("IPv6 kernel addresses are not supported yet");
+            for (const Cidr& own : port.addresses)
+              if (own.address == c.address)
+                k->fail("the kernel address " + c.address.str() + " is already one of this port's addresses");
+            port.kernel_address = c;
           }
         });
         config_.dataplane.ports.push_back(std::move(port));

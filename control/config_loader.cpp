@@ -29,7 +29,7 @@ constexpr int64_t kRacyNs = 2'000'000'000;
 bool same_ports(const std::vector<PortConfig>& a, const std::vector<PortConfig>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const PortConfig& x, const PortConfig& y) {
     return x.name == y.name && x.device == y.device && x.addresses == y.addresses && x.mac == y.mac &&
-           x.gateway == y.gateway;
+           x.gateway == y.gateway && x.kernel_address == y.kernel_address;
   });
 }
 

@@ -40,6 +40,11 @@ struct PortConfig {
   std::optional<IpAddr> gateway;    // next hop for destinations outside the port's subnets
   SourceLocation where;
   SourceLocation device_where;
+  // The kernel's address on this port's link (health probes, BGP, ssh):
+  // nplb creates a tap interface "nplb-NAME" holding it; frames to it go to
+  // the kernel, frames the kernel sends leave by this port.
+  std::optional<Cidr> kernel_address;
+  SourceLocation kernel_address_where;
 };
 
 struct NeighborConfig {
