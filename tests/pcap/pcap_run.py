@@ -9,7 +9,8 @@ One port, one-armed: clients (198.18.0.0/15, behind the gateway) and nodes
 (198.51.100.21-23) share the link `lan`. Input: >= 1,000 interleaved client flows
 to VIP 203.0.113.10 (TCP: SYN, ACK, data, FIN|ACK to nodePort 30080; UDP: 2-3
 datagrams to nodePort 30053; a few flows back to back, most interleaved), one TCP flow with a wrong L4 checksum, and one
-packet per drop reason we expect. Every output packet is decoded by scapy, not by
+packet per drop reason we expect (the SYN to an unknown nodePort is also refused:
+one RST|ACK back to the client). Every output packet is decoded by scapy, not by
 our code: L2/L3/L4 addresses and ports, TTL, IP and L4 checksums recomputed from
 scratch, payload and TCP fields unchanged, stickiness per flow, no SNAT collision,
 spread over nodes, exact packet accounting, and the final counters JSON.
@@ -158,6 +159,7 @@ class DropPacket:
     key: tuple                # None for frames that cannot be decoded
     reason: str
     what: str
+    refused: bool = False     # a TCP SYN nplb answers with RST|ACK (RFC 9293 3.10.7.1)
 
 
 @dataclass
@@ -277,18 +279,18 @@ def build_scenario(seed):
     # Packets the appliance must drop, each under one named reason.
     drops = []
 
-    def drop(reason, what, pkt=None, frame=None):
+    def drop(reason, what, pkt=None, frame=None, refused=False):
         if frame is None:
             frame = raw(pkt)
         key = l4_key(Ether(frame)) if pkt is not None else None
-        drops.append(DropPacket(frame, key, reason, what))
+        drops.append(DropPacket(frame, key, reason, what, refused))
 
     def dport_web():
         return SERVICES["tcp"][1]
 
     ip, sp = client_tuple("tcp")
     drop("no_service", f"TCP SYN to unknown nodePort {UNKNOWN_NODEPORT}",
-         l2l3(ip, 64) / TCP(sport=sp, dport=UNKNOWN_NODEPORT, flags="S", seq=isn()))
+         l2l3(ip, 64) / TCP(sport=sp, dport=UNKNOWN_NODEPORT, flags="S", seq=isn()), refused=True)
     ip, sp = client_tuple("tcp")
     drop("no_flow", "bare ACK of an unknown flow",
          l2l3(ip, 64) / TCP(sport=sp, dport=dport_web(), flags="A", seq=isn(), ack=12345))
@@ -388,6 +390,7 @@ def check_output(sc, out_frames, counters, drop_reason_names):
     per_service = Counter()
     bad_csum_notes = []
     node_ips = set(NODE_BY_IP)
+    refusals = {refusal_key(d): [d, 0] for d in sc.drops if d.refused}
 
     for n, fr in enumerate(out_frames):
         where = f"out#{n}"
@@ -400,6 +403,9 @@ def check_output(sc, out_frames, counters, drop_reason_names):
             err.add("unexpected", f"{where}: not IPv4 TCP/UDP: {pkt.summary()}")
             continue
         ip = pkt[IP]
+        if ip.src == VIP and TCP in pkt and pkt[TCP].flags.R:
+            check_refusal(where, fr, pkt, refusals, err)
+            continue
         if ip.dst == VIP or ipaddress.ip_address(ip.src) in CLIENT_NET:
             err.add("untranslated", f"{where}: {ip.src} -> {ip.dst}: {pkt.summary()}")
             continue
@@ -473,6 +479,11 @@ def check_output(sc, out_frames, counters, drop_reason_names):
         per_backend[f"{ip.dst}:{l4.dport}"] += 1
         per_service[service] += 1
 
+    # Every refused connection answered exactly once (one SYN: no rate limit).
+    for d, n in refusals.values():
+        if n == 0:
+            err.add("refusal", f"no RST|ACK came back for the refused packet ({d.reason}: {d.what})")
+
     # Every valid input packet out exactly once.
     missing = [(f.idx, i) for f in sc.flows for i, p in enumerate(f.packets) if seen[p.key] == 0]
     for fi, i in missing:
@@ -531,6 +542,8 @@ def check_output(sc, out_frames, counters, drop_reason_names):
         err.add("counters", f"ports.{PORT}.dropped = {dropped}, want 0 (NIC drops) or "
                 f"{sum(want_drops.values())} (packets dropped on this port)")
     ceq(("flows_created",), len(sc.flows))
+    if "rejects_sent" in counters:  # optional key: the brief's counters JSON does not name it
+        ceq(("rejects_sent",), len(refusals))
     drops = cget(("drops",)) or {}
     for reason in drop_reason_names:
         want = want_drops.get(reason, 0)
@@ -567,6 +580,38 @@ def check_output(sc, out_frames, counters, drop_reason_names):
         "bad_checksum_error_preserved": all(bad_csum_notes) if bad_csum_notes else None,
     }
     return err, summary
+
+
+def refusal_key(d):
+    """(client, client port, nodePort) of a refused SYN."""
+    p = decode(d.frame)
+    return (p[IP].src, p[TCP].sport, p[TCP].dport)
+
+
+def check_refusal(where, fr, pkt, refusals, err):
+    """The answer to a SYN for a closed port, RFC 9293 3.10.7.1: from the
+    VIP:nodePort it was sent to, back through the gateway to the client,
+    <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, valid checksums."""
+    ip, tcp = pkt[IP], pkt[TCP]
+    k = (ip.dst, tcp.dport, tcp.sport)
+    if k not in refusals:
+        err.add("refusal", f"{where}: RST for no refused packet: {pkt.summary()}")
+        return
+    d, n = refusals[k]
+    refusals[k][1] += 1
+    tag = f"{where} (RST for {d.reason}: {d.what})"
+    if n:
+        err.add("refusal", f"{tag}: sent more than once")
+        return
+    syn = decode(d.frame)[TCP]
+    want = {"Ether src": (pkt.src, APPLIANCE_MAC), "Ether dst": (pkt.dst, GATEWAY_MAC),
+            "flags": (str(tcp.flags), "RA"), "seq": (tcp.seq, 0), "ack": (tcp.ack, (syn.seq + 1) % 2**32),
+            "IP checksum": (ip.chksum, correct_ip_checksum(ip)),
+            "TCP checksum": (tcp.chksum, correct_l4_checksum(ip)),
+            "payload": (bytes(tcp.payload), b"")}
+    for what, (got, exp) in want.items():
+        if got != exp:
+            err.add("refusal", f"{tag}: {what} {got!r}, want {exp!r}")
 
 
 def drop_reason_names_from_source():
@@ -647,8 +692,16 @@ def simulate(sc, rng, names):
     node_ips = [ip for ip, _ in NODES.values()]
     choice, next_port, out = {}, Counter(), []
     by_key = {p.key: p for f in sc.flows for p in f.packets}
+    refused = {d.frame for d in sc.drops if d.refused}
     for fr in sc.frames:
         pkt = Ether(fr)
+        if fr in refused:
+            syn = pkt
+            out.append(raw(Ether(src=APPLIANCE_MAC, dst=GATEWAY_MAC)
+                           / IP(src=VIP, dst=syn[IP].src, ttl=64)
+                           / TCP(sport=syn[TCP].dport, dport=syn[TCP].sport, flags="RA", seq=0,
+                                 ack=syn[TCP].seq + 1, window=0)))
+            continue
         key = l4_key(pkt) if IP in pkt else None
         inp = by_key.get(key)
         if inp is None:
@@ -680,12 +733,15 @@ def simulate(sc, rng, names):
     per_backend = Counter()
     for fr in out:
         p = Ether(fr)
+        if p[IP].src == VIP:
+            continue
         l4 = p[TCP] if TCP in p else p[UDP]
         per_backend[f"{p[IP].dst}:{l4.dport}"] += 1
     counters = {
         "ports": {PORT: {"rx": len(sc.frames), "tx": len(out), "dropped": 0}},
         "drops": {r: 0 for r in names} | dict(Counter(d.reason for d in sc.drops)),
         "flows_created": len(sc.flows),
+        "rejects_sent": len(refused),
         "services": {svc: {"packets": sum(len(f.packets) for f in sc.flows if f.proto == proto)}
                      for proto, (svc, _) in SERVICES.items()},
         "backends": {b: {"packets": n} for b, n in per_backend.items()},
@@ -718,6 +774,7 @@ def selftest():
         return next(i for i, fr in enumerate(out) if pred(Ether(fr)))
 
     tcp_i = first_of(lambda p: TCP in p and p[TCP].flags == "PA")
+    rst_i = first_of(lambda p: TCP in p and p[TCP].flags.R)
     udp_i = first_of(lambda p: UDP in p)
     bad_flow = sc.flows[-1]
     bad_i = first_of(lambda p: TCP in p and l4_key(p) == bad_flow.packets[0].key)
@@ -806,6 +863,10 @@ def selftest():
         ("untranslated", untranslated(out), counters),
         ("spread", all_to_one(out), counters),
         ("checksum-repaired", repair(out), counters),
+        ("refusal", out[:rst_i] + out[rst_i + 1:], c_with(["ports", PORT, "tx"], len(out) - 1)),
+        ("refusal", rewrite(rst_i, lambda p: (setattr(p[TCP], "ack", p[TCP].ack + 1), dec_fields(p))), counters),
+        ("refusal", out + [out[rst_i]], c_with(["ports", PORT, "tx"], len(out) + 1)),
+        ("counters", out, c_with(["rejects_sent"], 0)),
         ("counters", out, c_with(["flows_created"], len(sc.flows) - 1)),
         ("counters", out, c_with(["ports", PORT, "rx"], len(sc.frames) - 1)),
         ("counters", out, c_with(["backends", next(iter(counters["backends"])), "packets"], 0)),
