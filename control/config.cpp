@@ -56,7 +56,7 @@ class SettingsParser {
   SettingsParser(ApplianceConfig& config, std::vector<ConfigError>& errors) : config_(config), errors_(errors) {}
 
   void parse(const Value& root) {
-    MapReader top(root, {"dataplane", "forwarding", "cluster", "api", "state_dir"}, &errors_);
+    MapReader top(root, {"dataplane", "forwarding", "cluster", "api", "health", "state_dir"}, &errors_);
     // Fixed order, whatever the file's: later sections check against earlier ones.
     guarded([&] { parse_dataplane(top.require("dataplane")); });
     guarded([&] { parse_forwarding(top.require("forwarding")); });
@@ -65,6 +65,9 @@ class SettingsParser {
     });
     guarded([&] {
       if (auto api = top.get("api")) parse_api(*api);
+    });
+    guarded([&] {
+      if (auto health = top.get("health")) parse_health(*health);
     });
     guarded([&] {
       if (auto dir = top.get("state_dir")) {
@@ -421,6 +424,55 @@ class SettingsParser {
 
   // The control API has no authentication: it listens on loopback or on a
   // Unix socket, never on an address other hosts reach.
+  void parse_health(const Value& v) {
+    MapReader m(v, {"probe", "interval", "timeout", "rise", "fall", "http"}, &errors_);
+    HealthSettings& h = config_.health;
+    guarded([&] {
+      if (auto probe = m.get("probe")) {
+        std::string text = probe->as_nonempty_string();
+        if (text == "tcp") h.probe = HealthProbe::tcp;
+        else if (text == "http") h.probe = HealthProbe::http;
+        else if (text == "none") h.probe = HealthProbe::none;
+        else probe->fail("unsupported value " + yaml::quote(text) + ": supported values: \"tcp\", \"http\", \"none\"");
+      }
+    });
+    guarded([&] {
+      if (auto interval = m.get("interval")) {
+        h.interval = interval->as_duration_ms();
+        if (h.interval < 100 || h.interval > 3'600'000) interval->fail("must be between 100ms and 1h");
+      }
+    });
+    guarded([&] {
+      if (auto timeout = m.get("timeout")) {
+        h.timeout = timeout->as_duration_ms();
+        if (h.timeout < 10) timeout->fail("must be at least 10ms");
+      }
+    });
+    guarded([&] {
+      if (auto rise = m.get("rise")) h.rise = rise->as_integer<uint32_t>(1, 100);
+    });
+    guarded([&] {
+      if (auto fall = m.get("fall")) h.fall = fall->as_integer<uint32_t>(1, 100);
+    });
+    guarded([&] {
+      if (auto http = m.get("http")) {
+        MapReader hm(*http, {"path", "status"}, &errors_);
+        guarded([&] {
+          if (auto path = hm.get("path")) {
+            h.http_path = path->as_nonempty_string();
+            if (h.http_path[0] != '/') path->fail("must start with '/'");
+          }
+        });
+        guarded([&] {
+          if (auto status = hm.get("status")) h.http_status = status->as_integer<int>(100, 599);
+        });
+      }
+    });
+    if (h.timeout >= h.interval)
+      v.fail("health.timeout (" + std::to_string(h.timeout) + "ms) must be shorter than health.interval (" +
+             std::to_string(h.interval) + "ms)");
+  }
+
   void parse_api(const Value& v) {
     MapReader m(v, {"listen"}, &errors_);
     ApiConfig& api = config_.api;

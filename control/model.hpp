@@ -132,6 +132,19 @@ struct ClusterConfig {
   std::vector<SourceLocation> manifests_where;
 };
 
+// Active health checks of backends (control thread, kernel sockets).
+enum class HealthProbe { none, tcp, http };
+struct HealthSettings {
+  HealthProbe probe = HealthProbe::tcp;  // none: every backend counts as up
+  Milliseconds interval = 1000;
+  Milliseconds timeout = 500;
+  uint32_t rise = 2;
+  uint32_t fall = 2;
+  std::string http_path = "/";
+  int http_status = 200;
+  bool operator==(const HealthSettings&) const = default;
+};
+
 struct ApiConfig {
   // "127.0.0.1:9080", "[::1]:9080" or "unix:/run/nplb/api.sock". Loopback only.
   std::string listen = "127.0.0.1:9080";
@@ -145,6 +158,7 @@ struct ApplianceConfig {
   ForwardingConfig forwarding;
   ClusterConfig cluster;
   ApiConfig api;
+  HealthSettings health;    // defaults; annotations nplb.io/health-* override per service
   std::string state_dir;    // where allocations persist (resolved); empty: not configured
   SourceLocation state_dir_where;
 };
@@ -265,6 +279,7 @@ struct ResolvedService {
   uint32_t affinity_timeout_seconds = 10800;
   BackendKind backends = BackendKind::nodes;
   uint16_t health_check_node_port = 0;  // kube-proxy's /healthz for Local services
+  HealthSettings health;                // the defaults with this service's annotations applied
   std::vector<ResolvedServicePort> ports;
 };
 

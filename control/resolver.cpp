@@ -1,5 +1,7 @@
 #include "control/resolver.hpp"
 
+#include "control/yaml_reader.hpp"
+
 #include <algorithm>
 #include <set>
 #include <unordered_map>
@@ -14,6 +16,7 @@ constexpr const char* kExcludeFromLoadBalancers = "node.kubernetes.io/exclude-fr
 constexpr const char* kServiceProxyName = "service.kubernetes.io/service-proxy-name";
 constexpr const char* kHeadless = "service.kubernetes.io/headless";
 constexpr const char* kBackendsAnnotation = "nplb.io/backends";
+constexpr const char* kHealthPrefix = "nplb.io/health-";
 
 std::string object_id(const ObjectMeta& meta) {
   return meta.namespace_.empty() ? meta.name : meta.namespace_ + "/" + meta.name;
@@ -246,6 +249,55 @@ class Resolver {
     return config_.forwarding.backends;
   }
 
+  // The health settings of a service: the configured defaults, with its
+  // nplb.io/health-{probe,interval,timeout,rise,fall,path,status} annotations.
+  HealthSettings health_settings(const Service& svc, std::string* problem) const {
+    HealthSettings h = config_.health;
+    auto bad = [&](const std::string& key, const std::string& value, const std::string& expected) {
+      if (problem->empty())
+        *problem = "metadata.annotations[" + key + "]: Invalid value: \"" + value + "\": " + expected;
+    };
+    auto number = [](const std::string& v, uint64_t lo, uint64_t hi) -> std::optional<uint64_t> {
+      if (v.empty() || v.size() > 9 || v.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+      uint64_t n = std::stoull(v);
+      if (n < lo || n > hi) return std::nullopt;
+      return n;
+    };
+    for (const auto& [key, value] : svc.meta.annotations) {
+      if (!key.starts_with(kHealthPrefix)) continue;
+      std::string what = key.substr(std::string_view(kHealthPrefix).size());
+      if (what == "probe") {
+        if (value == "tcp") h.probe = HealthProbe::tcp;
+        else if (value == "http") h.probe = HealthProbe::http;
+        else if (value == "none") h.probe = HealthProbe::none;
+        else bad(key, value, "supported values: \"tcp\", \"http\", \"none\"");
+      } else if (what == "interval" || what == "timeout") {
+        auto us = yaml::parse_duration_us(value);
+        if (!us || *us % 1000 || *us < 10'000 || *us > 3'600'000'000ull)
+          bad(key, value, "a duration between 10ms and 1h, such as \"1s\" or \"500ms\"");
+        else
+          (what == "interval" ? h.interval : h.timeout) = *us / 1000;
+      } else if (what == "rise" || what == "fall") {
+        auto n = number(value, 1, 100);
+        if (!n) bad(key, value, "a whole number from 1 to 100");
+        else (what == "rise" ? h.rise : h.fall) = static_cast<uint32_t>(*n);
+      } else if (what == "path") {
+        if (value.empty() || value[0] != '/') bad(key, value, "an HTTP path starting with '/'");
+        else h.http_path = value;
+      } else if (what == "status") {
+        auto n = number(value, 100, 599);
+        if (!n) bad(key, value, "an HTTP status from 100 to 599");
+        else h.http_status = static_cast<int>(*n);
+      } else {
+        bad(key, value, "unknown health annotation; known: nplb.io/health-probe, -interval, -timeout, -rise, -fall, -path, -status");
+      }
+    }
+    if (problem->empty() && h.timeout >= h.interval)
+      *problem = "metadata.annotations[nplb.io/health-timeout]: Invalid value: " + std::to_string(h.timeout) +
+                 "ms: must be shorter than the interval (" + std::to_string(h.interval) + "ms)";
+    return h;
+  }
+
   // Resolves one version of a service; all or nothing.
   bool try_service(const Service& svc, std::vector<ConfigError>& rejections) {
     const std::string owner = object_id(svc.meta);
@@ -256,6 +308,9 @@ class Resolver {
     std::string annotation_problem;
     BackendKind kind = backend_kind(svc, &annotation_problem);
     if (!annotation_problem.empty()) reject(svc.meta.where, annotation_problem);
+    std::string health_problem;
+    HealthSettings health = health_settings(svc, &health_problem);
+    if (!health_problem.empty()) reject(svc.meta.where, health_problem);
 
     std::set<uint16_t> own;
     std::vector<size_t> to_allocate;
@@ -344,6 +399,7 @@ class Resolver {
     rs.affinity_timeout_seconds = svc.affinity_timeout_seconds;
     rs.backends = kind;
     rs.health_check_node_port = svc.health_check_node_port;
+    rs.health = health;
     auto slices_it = slices_.find(owner);
     const std::vector<const EndpointSlice*>* slices = slices_it == slices_.end() ? nullptr : &slices_it->second;
 

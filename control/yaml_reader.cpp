@@ -270,16 +270,18 @@ uint64_t Value::as_duration_us() const {
   if (looks_like_integer(text))
     fail("duration " + text + " has no unit; add one, e.g. \"" + text + "s\" or \"" + text +
          "ms\" (units: us, ms, s, m, h)");
-  auto bad = [&] {
-    fail("expected a duration such as \"500ms\", \"300s\", \"2m\" or \"1h\", got " + quote(text));
-  };
-  std::string_view s = text;
-  if (s.empty()) bad();
+  auto us = parse_duration_us(text);
+  if (!us) fail("expected a duration such as \"500ms\", \"300s\", \"2m\" or \"1h\" (at most 146,000 years), got " + quote(text));
+  return *us;
+}
+
+std::optional<uint64_t> parse_duration_us(std::string_view s) {
+  if (s.empty()) return std::nullopt;
   uint64_t total = 0;
   while (!s.empty()) {
     size_t digits = 0;
     while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 12) bad();
+    if (digits == 0 || digits > 12) return std::nullopt;
     uint64_t n = 0;
     for (size_t i = 0; i < digits; ++i) n = n * 10 + static_cast<uint64_t>(s[i] - '0');
     s.remove_prefix(digits);
@@ -290,9 +292,9 @@ uint64_t Value::as_duration_us() const {
     else if (s.starts_with("s")) unit = 1'000'000, s.remove_prefix(1);
     else if (s.starts_with("m")) unit = 60'000'000, s.remove_prefix(1);
     else if (s.starts_with("h")) unit = 3'600'000'000, s.remove_prefix(1);
-    else bad();
+    else return std::nullopt;
     // n < 10^12 and unit <= 3.6 * 10^9: check before multiplying.
-    if (n > (uint64_t(1) << 62) / unit || total + n * unit > (uint64_t(1) << 62)) fail("duration " + quote(text) + " is too long");
+    if (n > (uint64_t(1) << 62) / unit || total + n * unit > (uint64_t(1) << 62)) return std::nullopt;
     total += n * unit;
   }
   return total;

@@ -141,4 +141,8 @@ std::optional<std::string> closest_match(std::string_view word, const std::vecto
 
 std::string quote(std::string_view s);  // "\"text\"", for messages
 
+// "500ms", "300s", "2m", "1h", "100us", "1m30s" in microseconds; nullopt when
+// malformed, unit-less or beyond 2^62 us. Also used for annotation values.
+std::optional<uint64_t> parse_duration_us(std::string_view text);
+
 }  // namespace nplb::yaml
