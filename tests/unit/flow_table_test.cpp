@@ -349,9 +349,9 @@ TEST(FlowTable, ConcurrentReaderNeverSeesTornEntries) {
   EXPECT_EQ(t.connections(), kWindow);
   EXPECT_GT(accepted.load(), 0u);
   EXPECT_EQ(torn.load(), 0u) << "key and translation of different connections, of " << accepted.load() << " read";
-  // insert_connection sets `direction` and `partner` after write_entry has
-  // published the entry (version even, state not free): a reader may take a
-  // reply entry for an original one.
+  // Regression: insert_connection once set `direction` and `partner` after
+  // write_entry had published the entry (version even, state not free), so a
+  // reader could take a reply entry for an original one (fixed in 8fd2198).
   EXPECT_EQ(wrong_direction.load(), 0u) << "of " << accepted.load() << " read; the first: key " << std::hex
                                         << first_wrong.key.src_be << " -> " << first_wrong.key.dst_be << std::dec
                                         << " read as direction " << int(first_wrong.direction);
