@@ -155,8 +155,8 @@ class FlowTable {
   template <typename OnExpired>
   uint32_t expire_step(uint64_t now, uint32_t budget, OnExpired&& on_expired);
 
-  // Removes the oldest embryonic (syn_sent) connection among the next
-  // `budget` entries; true if one was evicted. Used when the table is full:
+  // Removes the first embryonic (syn_sent) connection found among the next
+  // `budget` entries from a moving cursor; true if one was evicted. Used when the table is full:
   // established connections are never evicted for new ones.
   template <typename OnEvicted>
   bool evict_embryonic(uint32_t budget, OnEvicted&& on_evicted);

@@ -461,6 +461,12 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
   const uint8_t* ip = f.ip();
   uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
 
+  // Unicast frames for another station (a bridge flooding, a promiscuous
+  // port) are not ours to route.
+  if (!(bytes[0] & 1) && std::memcmp(bytes, s.ports[in_port].mac.bytes.data(), 6) != 0) {
+    work.outcome = dropped(w, DropReason::not_for_us);
+    return;
+  }
   // The kernel's own address on this port (health probes, BGP, ssh): the
   // kernel gets the frame as it is, through the control thread's tap.
   if (dst_be != 0 && dst_be == s.ports[in_port].kernel_be) {
@@ -473,6 +479,9 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
   if (!to_frontend && !to_snat) {
     if (!s.is_local(dst_be)) {
       work.outcome = dropped(w, DropReason::not_for_us);
+    } else if (is_martian_source(src_be) || s.is_local(src_be)) {
+      // Never answer toward a broadcast, loopback or our own address.
+      work.outcome = dropped(w, DropReason::martian_source);
     } else if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
       work.outcome = answer_echo(w, s, f, len, in_port);
     } else {
@@ -586,7 +595,9 @@ void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neigh
     PacketWork w;
   };
   WorkSlot slots[kMaxBurst];
-  if (n > kMaxBurst) n = kMaxBurst;
+  // Longer bursts go through in chunks: every packet gets a verdict.
+  for (; n > kMaxBurst; n -= kMaxBurst, pkts += kMaxBurst)
+    process_burst(w, s, neighbors, pkts, kMaxBurst, in_port, now);
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
     classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, slots[i].w);

@@ -76,6 +76,7 @@ uint16_t SnatPorts::acquire(uint32_t pool) {
 }
 
 void SnatPorts::release(uint32_t pool, uint16_t port) {
+  if (pool >= used_pools_ || port < first_ || uint32_t(port - first_) >= slice_size_) return;
   uint32_t offset = port - first_;
   uint64_t& word = bitmap(pool)[offset / 64];
   uint64_t mask = 1ull << (offset % 64);
