@@ -207,6 +207,7 @@ class Appliance {
   std::map<uint32_t, ResolutionState> resolution_;
   uint64_t tsc_hz_ = 0;
   uint64_t started_tsc_ = 0;
+  uint16_t reta_size_ = 0;  // with several workers: the RSS table every port got
 };
 
 void Appliance::init_eal() {
@@ -306,10 +307,25 @@ void Appliance::setup_ports() {
                          " workers need as many RX and TX queues; the device has " + std::to_string(info.max_rx_queues) +
                          " RX and " + std::to_string(info.max_tx_queues) + " TX (net_af_packet: add qpairs=N)");
     rte_eth_conf conf{};
-    if (queues > 1 && info.flow_type_rss_offloads) {
+    static uint8_t rss_key[kRssKey.size()];
+    std::memcpy(rss_key, kRssKey.data(), kRssKey.size());
+    if (queues > 1) {
+      // Replies must reach the worker that owns their connection: that
+      // takes Toeplitz RSS over the 4-tuple with our key, and a RETA we
+      // know. PMDs without it (af_packet, memif, pcap) run one worker.
+      constexpr uint64_t kNeeded = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP;
+      if ((info.flow_type_rss_offloads & kNeeded) != kNeeded || info.reta_size == 0 ||
+          (info.hash_key_size != 0 && info.hash_key_size < kRssKey.size()))
+        fail(pc.device_where, "dataplane.ports." + pc.name + ".device: " + std::to_string(dp.workers) +
+                                  " workers need Toeplitz RSS over TCP/UDP ports with a 40-byte key, which " +
+                                  (info.driver_name ? info.driver_name : "this driver") +
+                                  " does not offer; run one worker (replies could not reach the worker owning "
+                                  "their connection)");
       conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-      conf.rx_adv_conf.rss_conf.rss_hf =
-          (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+      conf.rx_adv_conf.rss_conf.rss_hf = kNeeded | (RTE_ETH_RSS_IPV4 & info.flow_type_rss_offloads);
+      conf.rx_adv_conf.rss_conf.rss_key = rss_key;
+      conf.rx_adv_conf.rss_conf.rss_key_len = static_cast<uint8_t>(kRssKey.size());
+      reta_size_ = info.reta_size;
     }
     if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
     int rc = rte_eth_dev_configure(id, queues, queues, &conf);
@@ -337,6 +353,22 @@ void Appliance::setup_ports() {
     }
     rc = rte_eth_dev_start(id);
     if (rc != 0) fail(pc.where, "dataplane.ports." + pc.name + ": start failed: " + rte_strerror(-rc));
+    if (queues > 1) {
+      // The RETA the software model assumes: entry i -> queue i mod workers.
+      std::vector<rte_eth_rss_reta_entry64> reta((info.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) /
+                                                 RTE_ETH_RETA_GROUP_SIZE);
+      for (uint16_t i = 0; i < info.reta_size; ++i) {
+        reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ull << (i % RTE_ETH_RETA_GROUP_SIZE);
+        reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = static_cast<uint16_t>(i % queues);
+      }
+      rc = rte_eth_dev_rss_reta_update(id, reta.data(), info.reta_size);
+      if (rc != 0)
+        fail(pc.device_where, "dataplane.ports." + pc.name + ".device: cannot program the RSS redirection table: " +
+                                  rte_strerror(-rc));
+      if (reta_size_ != info.reta_size)
+        fail(pc.device_where, "dataplane.ports." + pc.name +
+                                  ".device: every port needs the same RSS table size with several workers");
+    }
     rte_eth_promiscuous_enable(id);
     port_ids_.push_back(id);
     port_macs_.push_back(mac);
@@ -422,8 +454,19 @@ void Appliance::start_workers() {
     WorkerConfig wc;
     wc.id = w;
     wc.flow_capacity = dp.flows.capacity;
-    snat_slice(config_.forwarding.snat_ports.first, config_.forwarding.snat_ports.last, w, dp.workers, wc.snat_first,
-               wc.snat_last);
+    if (dp.workers > 1 && reta_size_ > 0) {
+      // Ownership by reply hash: every worker may use every port whose
+      // reply lands on its queue, so no port is ever used by two workers.
+      wc.snat_first = config_.forwarding.snat_ports.first;
+      wc.snat_last = config_.forwarding.snat_ports.last;
+      wc.rss.enabled = true;
+      wc.rss.queue = static_cast<uint16_t>(w);
+      wc.rss.queues = static_cast<uint16_t>(dp.workers);
+      for (uint16_t i = 0; i < reta_size_; ++i) wc.rss.reta.push_back(static_cast<uint16_t>(i % dp.workers));
+    } else {
+      snat_slice(config_.forwarding.snat_ports.first, config_.forwarding.snat_ports.last, w, dp.workers,
+                 wc.snat_first, wc.snat_last);
+    }
     auto state = std::make_unique<WorkerState>(wc);
     FlowTimeoutsTsc t;
     t.tcp_established = config_.dataplane.flows.timeouts.tcp_established * tsc_hz_ / 1000;

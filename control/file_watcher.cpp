@@ -29,8 +29,9 @@ void FileWatcher::watch(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) {
     std::error_code ec;
     bool is_dir = fs::is_directory(path, ec);
-    std::string folder = is_dir ? path : fs::path(path).parent_path().string();
-    if (folder.empty()) folder = ".";
+    fs::path folder_path = is_dir ? fs::path(path) : fs::path(path).parent_path();
+    if (folder_path.empty()) folder_path = ".";
+    const std::string folder = folder_path.string();
     std::string name = is_dir ? "" : fs::path(path).filename().string();
     int wd = inotify_add_watch(fd_, folder.c_str(), kMask);
     if (wd < 0) continue;  // a missing folder: the loader reports the missing path

@@ -13,6 +13,7 @@ WorkerState::WorkerState(const WorkerConfig& config)
       service_packets(new uint64_t[kMaxServicePorts]()),
       backend_packets(new uint64_t[kMaxBackends]()),
       affinity(config.affinity_sets),
+      rss(config.rss),
       rejects_per_second(config.rejects_per_second) {}
 
 uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
@@ -303,7 +304,17 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   for (uint32_t i = 0; i < snat_count && snat_port == 0; ++i) {
     snat_be = s.snat_be[(hash + i) % snat_count];
     pool = w.snat.pool_for(SnatPoolKey{snat_be, backend.address_be, backend.port_be, key.protocol, 0});
-    if (pool != SnatPorts::kNoPool) snat_port = w.snat.acquire(pool);
+    if (pool == SnatPorts::kNoPool) continue;
+    if (!w.rss.enabled) {
+      snat_port = w.snat.acquire(pool);
+    } else {
+      // About one port in `queues` sends its reply to our queue.
+      uint32_t tries = 64u * w.rss.queues;
+      snat_port = w.snat.acquire_if(
+          pool,
+          [&](uint16_t port) { return w.rss.reply_lands_here(backend.address_be, snat_be, backend.port_be, port); },
+          tries);
+    }
   }
   if (snat_port == 0) return dropped(w, DropReason::snat_exhausted);
   uint16_t snat_port_be = __builtin_bswap16(snat_port);

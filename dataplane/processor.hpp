@@ -14,6 +14,7 @@
 #include "flow_table.hpp"
 #include "neighbor_table.hpp"
 #include "packet.hpp"
+#include "rss_steering.hpp"
 #include "snapshot.hpp"
 #include "snat_pool.hpp"
 #include "spsc_ring.hpp"
@@ -57,6 +58,7 @@ struct WorkerConfig {
   uint32_t snat_pools = 4096;
   uint32_t affinity_sets = 16384;  // x4 clients remembered per worker
   uint32_t rejects_per_second = 1000;
+  RssSteering rss;  // enabled with several RSS queues: SNAT ports chosen so replies come back here
 };
 
 struct alignas(64) WorkerState {
@@ -69,6 +71,7 @@ struct alignas(64) WorkerState {
   std::unique_ptr<uint64_t[]> service_packets;  // by stable service-port id
   std::unique_ptr<uint64_t[]> backend_packets;  // by stable backend id
   AffinityTable affinity;
+  RssSteering rss;
   WorkerEventRing events;
   bool flows_changed_in_burst = false;  // a connection was opened during the current burst
 

@@ -37,6 +37,11 @@ class SnatPorts {
 
   // A free port (host order) from `pool`, marked used; 0 when the pool is exhausted.
   uint16_t acquire(uint32_t pool);
+
+  // The same, among ports `fits(port)` accepts (RSS steering: about one in
+  // `queues`); gives up after `max_tries` candidates, returning 0.
+  template <typename Fits>
+  uint16_t acquire_if(uint32_t pool, Fits&& fits, uint32_t max_tries);
   void release(uint32_t pool, uint16_t port);
 
   uint32_t in_use(uint32_t pool) const;
@@ -63,6 +68,28 @@ class SnatPorts {
   std::unique_ptr<uint32_t[]> index_;  // open addressing: key hash -> pool + 1
   std::unique_ptr<uint64_t[]> bits_;
 };
+
+template <typename Fits>
+uint16_t SnatPorts::acquire_if(uint32_t pool, Fits&& fits, uint32_t max_tries) {
+  Pool& p = pools_[pool];
+  if (p.in_use == slice_size_) return 0;
+  uint64_t* words = bitmap(pool);
+  uint32_t n = words_per_pool();
+  uint32_t tries = 0;
+  for (uint32_t step = 0; step < n && tries < max_tries; ++step) {
+    uint32_t w = (p.cursor + step) % n;
+    for (uint64_t free_bits = ~words[w]; free_bits && tries < max_tries; free_bits &= free_bits - 1, ++tries) {
+      int bit = __builtin_ctzll(free_bits);
+      uint16_t port = static_cast<uint16_t>(first_ + w * 64 + bit);
+      if (!fits(port)) continue;
+      words[w] |= 1ull << bit;
+      p.cursor = w;
+      ++p.in_use;
+      return port;
+    }
+  }
+  return 0;
+}
 
 // The slice of [first, last] that worker `worker` of `workers` owns.
 void snat_slice(uint16_t first, uint16_t last, uint32_t worker, uint32_t workers, uint16_t& slice_first,
