@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <regex>
 #include <thread>
@@ -33,6 +34,7 @@
 #include "control/api_server.hpp"
 #include "control/config_loader.hpp"
 #include "control/file_watcher.hpp"
+#include "control/health_checker.hpp"
 #include "control/json_writer.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/worker.hpp"
@@ -168,6 +170,13 @@ class Appliance {
   void publish(BuiltSnapshot built);
   void watch_config_files();
   void start_api();
+  // Health: targets from the model, verdicts into the snapshot.
+  void update_health_targets();
+  void handle_health_changes();
+  BackendRotation judge(const ResolvedService& svc, const ResolvedBackend& b) const;
+  BuiltSnapshot build(const ApplianceConfig& effective, const Model& model, uint64_t generation);
+  std::string health_key(const ResolvedService& svc, const ResolvedBackend& b) const;
+  const HealthStatus* health_of(const ResolvedService& svc, const ResolvedBackend& b) const;
   std::string status_json() const;
   std::string services_json() const;
   std::string reload_json(const ReloadRecord& r) const;
@@ -183,6 +192,8 @@ class Appliance {
   uint64_t generation_ = 1;
   std::unique_ptr<ApiServer> api_;
   std::unique_ptr<FileWatcher> watcher_;
+  std::unique_ptr<HealthChecker> health_;
+  std::set<std::string> drained_nodes_;  // operator's drains (POST /v1/drain)
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   bool eal_ready_ = false;
@@ -594,6 +605,10 @@ void Appliance::control_loop() {
     handle_worker_events();
     exchange_kernel_frames();
     if (api_) api_->poll(0);
+    if (health_) {
+      health_->poll(0);
+      handle_health_changes();
+    }
     if (g_reload_requested.exchange(false)) reload("signal");
     if (watcher_ && watcher_->changed()) reload("inotify");
     if (now - last_periodic >= tsc_hz_ / 4) {
@@ -705,6 +720,104 @@ void Appliance::shutdown() {
   eal_ready_ = false;
 }
 
+BuiltSnapshot Appliance::build(const ApplianceConfig& effective, const Model& model, uint64_t generation) {
+  return build_snapshot(effective, model, port_macs_, ids_, generation, tsc_hz_, &maglev_cache_,
+                        [this](const ResolvedService& svc, const ResolvedBackend& b) { return judge(svc, b); });
+}
+
+std::string Appliance::health_key(const ResolvedService& svc, const ResolvedBackend& b) const {
+  const HealthSettings& h = svc.health;
+  if (h.probe == HealthProbe::none) return "";
+  // A pod behind its node has no route from the kernel path: it follows its
+  // EndpointSlice readiness only.
+  if (!b.via.is_unspecified()) return "";
+  // externalTrafficPolicy Local with a healthCheckNodePort: kube-proxy's
+  // /healthz on the node decides (200: local endpoints; 503: none).
+  if (svc.external_traffic_policy == TrafficPolicy::Local && svc.health_check_node_port)
+    return "http:" + b.address.str() + ":" + std::to_string(svc.health_check_node_port) + "/healthz";
+  if (h.probe == HealthProbe::http)
+    return "http:" + b.address.str() + ":" + std::to_string(b.port) + h.http_path + "=" + std::to_string(h.http_status);
+  return "tcp:" + b.address.str() + ":" + std::to_string(b.port);
+}
+
+const HealthStatus* Appliance::health_of(const ResolvedService& svc, const ResolvedBackend& b) const {
+  if (!health_) return nullptr;
+  std::string key = health_key(svc, b);
+  return key.empty() ? nullptr : health_->status(key);
+}
+
+BackendRotation Appliance::judge(const ResolvedService& svc, const ResolvedBackend& b) const {
+  if (drained_nodes_.count(b.node)) return BackendRotation::drain;
+  const HealthStatus* st = health_of(svc, b);
+  // Unknown (not probed yet) serves: a fresh start must not refuse everything.
+  return st && st->state == HealthState::down ? BackendRotation::exclude : BackendRotation::serve;
+}
+
+void Appliance::update_health_targets() {
+  if (!health_) return;
+  std::map<std::string, HealthTarget> targets;
+  for (const ResolvedService& svc : active_.model.services)
+    for (const ResolvedServicePort& port : svc.ports)
+      for (const ResolvedBackend& b : port.backends) {
+        std::string key = health_key(svc, b);
+        if (key.empty() || targets.count(key)) continue;
+        HealthTarget t;
+        t.key = key;
+        t.address = b.address;
+        const HealthSettings& h = svc.health;
+        t.params.interval = std::chrono::milliseconds(h.interval);
+        t.params.timeout = std::chrono::milliseconds(h.timeout);
+        t.params.rise = h.rise;
+        t.params.fall = h.fall;
+        if (key.starts_with("http:") && svc.external_traffic_policy == TrafficPolicy::Local &&
+            svc.health_check_node_port) {
+          t.kind = ProbeKind::http;
+          t.port = svc.health_check_node_port;
+          t.path = "/healthz";
+          t.expect_status = 200;
+        } else if (h.probe == HealthProbe::http) {
+          t.kind = ProbeKind::http;
+          t.port = b.port;
+          t.path = h.http_path;
+          t.expect_status = h.http_status;
+        } else {
+          t.kind = ProbeKind::tcp;
+          t.port = b.port;
+        }
+        // Probes leave from the kernel's address on the port that reaches
+        // the backend; without one, the kernel's own routes (a management
+        // link) carry them.
+        if (b.address.is_v4()) {
+          Route r = current_.snapshot ? current_.snapshot->route_to(b.address.v4_be()) : Route{};
+          if (r.found && r.port < config_.dataplane.ports.size() && config_.dataplane.ports[r.port].kernel_address)
+            t.source = config_.dataplane.ports[r.port].kernel_address->address;
+        }
+        targets.emplace(key, std::move(t));
+      }
+  std::vector<HealthTarget> list;
+  for (auto& [key, t] : targets) list.push_back(std::move(t));
+  health_->set_targets(std::move(list));
+}
+
+void Appliance::handle_health_changes() {
+  if (!health_) return;
+  std::vector<HealthChange> changes = health_->take_changes();
+  if (changes.empty()) return;
+  bool matters = false;
+  for (const HealthChange& c : changes) {
+    spdlog::info("health: {} {} -> {}: {}", c.key, health_state_name(c.from), health_state_name(c.to), c.reason);
+    // unknown -> up changes nothing the data plane sees (unknown serves).
+    matters |= !(c.from == HealthState::unknown && c.to == HealthState::up);
+  }
+  if (!matters) return;
+  try {
+    publish(build(*active_.config, active_.model, generation_ + 1));
+    ++generation_;
+  } catch (const std::exception& e) {
+    spdlog::error("health: cannot publish the new backend states: {}", e.what());
+  }
+}
+
 void Appliance::publish(BuiltSnapshot built) {
   published_.store(built.snapshot.get(), std::memory_order_release);
   // Every worker passes a quiescent state once per loop: after this no
@@ -741,7 +854,7 @@ ReloadRecord Appliance::reload(const std::string& trigger) {
   effective.forwarding.on_backend_removed = next.config->forwarding.on_backend_removed;
   effective.cluster = next.config->cluster;
   try {
-    publish(build_snapshot(effective, next.model, port_macs_, ids_, generation_ + 1, tsc_hz_, &maglev_cache_));
+    publish(build(effective, next.model, generation_ + 1));
   } catch (const std::exception& e) {
     r.errors.push_back(config_.config_file + ": " + e.what());
     r.ok = r.applied = false;
@@ -762,6 +875,7 @@ ReloadRecord Appliance::reload(const std::string& trigger) {
                maglev_cache_.builds());
   last_reload_ = r;
   watch_config_files();
+  update_health_targets();
   return r;
 }
 
@@ -929,7 +1043,7 @@ int Appliance::run() {
   setup_taps();
   for (const NeighborConfig& n : config_.dataplane.neighbors)
     if (n.ip.is_v4()) neighbors_.update(n.ip.v4_be(), n.mac, true);
-  current_ = build_snapshot(config_, active_.model, port_macs_, ids_, generation_, tsc_hz_, &maglev_cache_);
+  current_ = build(config_, active_.model, generation_);
   published_.store(current_.snapshot.get(), std::memory_order_release);
   last_reload_.time = utc_now_iso8601();
   last_reload_.generation = generation_;
@@ -940,6 +1054,13 @@ int Appliance::run() {
   start_api();
   start_workers();
   watch_config_files();
+  try {
+    health_ = std::make_unique<HealthChecker>();
+    update_health_targets();
+    spdlog::info("health checks: {} targets", health_->size());
+  } catch (const std::exception& e) {
+    fail(SourceLocation{config_.config_file, 0, 0}, std::string("health checks: ") + e.what());
+  }
   resolve_next_hops(rte_rdtsc(), true);
   control_loop();
 

@@ -40,7 +40,8 @@ void MaglevCache::prune() {
 }
 
 BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, const std::vector<MacAddr>& port_macs,
-                             StableIds& ids, uint64_t generation, uint64_t tsc_hz, MaglevCache* cache) {
+                             StableIds& ids, uint64_t generation, uint64_t tsc_hz, MaglevCache* cache,
+                             const BackendJudge& judge) {
   BuiltSnapshot built;
   built.snapshot = std::make_unique<Snapshot>();
   Snapshot& s = *built.snapshot;
@@ -104,8 +105,18 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
       // backends differ by port. In node mode every service's backends are
       // the same nodes on its own nodePort, so services share one table.
       std::vector<ResolvedBackend> backends;
-      for (const ResolvedBackend& b : port.backends)
-        if (b.address.is_v4()) backends.push_back(b);
+      for (const ResolvedBackend& b : port.backends) {
+        if (!b.address.is_v4()) continue;
+        BackendRotation rotation = judge ? judge(svc, b) : BackendRotation::serve;
+        if (rotation == BackendRotation::serve) {
+          backends.push_back(b);
+        } else if (rotation == BackendRotation::drain) {
+          // Out of the Maglev table, but its connections stay live.
+          std::string label = b.address.str() + ":" + std::to_string(b.port);
+          s.mark_backend_live(ids.backend(label));
+          built.backend_labels.emplace_back(label, ids.backend(label));
+        }
+      }
       bool one_port = std::all_of(backends.begin(), backends.end(),
                                   [&](const ResolvedBackend& b) { return b.port == backends.front().port; });
       auto maglev_key = [one_port](const ResolvedBackend& b) {

@@ -1,6 +1,7 @@
 // From the resolved model to the data plane's Snapshot.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,10 +61,19 @@ class MaglevCache {
   uint64_t builds_ = 0;
 };
 
+// What health checks and the operator say of a backend of a service.
+enum class BackendRotation {
+  serve,    // up (or not checked): takes new connections
+  drain,    // draining: no new connections; its connections keep going
+  exclude,  // down: no new connections; UDP flows move, TCP per on_backend_removed
+};
+using BackendJudge = std::function<BackendRotation(const ResolvedService&, const ResolvedBackend&)>;
+
 // Errors (too many services for the counter slots) throw std::runtime_error.
 // tsc_hz converts affinity timeouts; 0 (tests without a clock) counts
 // timeouts in nanoseconds.
 BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, const std::vector<MacAddr>& port_macs,
-                             StableIds& ids, uint64_t generation, uint64_t tsc_hz = 0, MaglevCache* cache = nullptr);
+                             StableIds& ids, uint64_t generation, uint64_t tsc_hz = 0, MaglevCache* cache = nullptr,
+                             const BackendJudge& judge = {});
 
 }  // namespace nplb

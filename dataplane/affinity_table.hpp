@@ -58,9 +58,13 @@ class AffinityTable {
     while (p < n) p <<= 1;
     return p;
   }
+  // Every bit of the address must reach the index (clients often differ in
+  // the last octet only, the top byte of client_be): mix, then fold.
   uint32_t set_of(uint32_t client_be, uint32_t service_id) const {
-    uint64_t x = (uint64_t(client_be) << 32 | service_id) * 0x9e3779b97f4a7c15ull;
-    return static_cast<uint32_t>(x >> 40) & mask_;
+    uint64_t x = (uint64_t(service_id) << 32 | client_be) * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ull;
+    return static_cast<uint32_t>(x >> 32) & mask_;
   }
   uint32_t mask_;
   std::unique_ptr<Way[]> ways_;
