@@ -102,9 +102,13 @@ bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
               uint32_t next_hop_be) {
   MacAddr dst;
   if (!neighbors.lookup(next_hop_be, dst)) {
-    w.drop(DropReason::neighbor_unresolved);
-    w.events.push(WorkerEvent{WorkerEvent::Kind::next_hop_wanted, tx_port, next_hop_be, {}});
-    return false;
+    const WorkerState::GleanedNeighbor& g = w.gleaned[WorkerState::gleaned_slot(next_hop_be)];
+    if (g.ip_be != next_hop_be) {
+      w.drop(DropReason::neighbor_unresolved);
+      w.events.push(WorkerEvent{WorkerEvent::Kind::next_hop_wanted, tx_port, next_hop_be, {}});
+      return false;
+    }
+    dst = g.mac;
   }
   std::memcpy(frame, dst.bytes.data(), 6);
   std::memcpy(frame + 6, s.ports[tx_port].mac.bytes.data(), 6);
@@ -295,6 +299,12 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   if (!backend.route.found) return dropped(w, DropReason::no_route);
   Route to_client = s.route_to(key.src_be);
   if (!to_client.found) return dropped(w, DropReason::no_route);
+  if (to_client.next_hop_be == key.src_be) {
+    // An on-link client: its MAC is the frame's source.
+    WorkerState::GleanedNeighbor& g = w.gleaned[WorkerState::gleaned_slot(key.src_be)];
+    g.ip_be = key.src_be;
+    std::memcpy(g.mac.bytes.data(), f.bytes + 6, 6);
+  }
 
   // SNAT address by flow hash, then the others if its pool toward this
   // backend is exhausted.

@@ -72,6 +72,20 @@ struct alignas(64) WorkerState {
   std::unique_ptr<uint64_t[]> backend_packets;  // by stable backend id
   AffinityTable affinity;
   RssSteering rss;
+
+  // MACs of on-link clients, gleaned from the frame that opened their
+  // connection. A client whose kernel already knows the VIP's MAC sends no
+  // ARP, and its SYN-ACK must not wait a second for resolution. Written and
+  // read by this worker only; the shared table (ARP, static) wins.
+  struct GleanedNeighbor {
+    uint32_t ip_be = 0;
+    MacAddr mac;
+  };
+  static constexpr uint32_t kGleanedSlots = 4096;
+  std::unique_ptr<GleanedNeighbor[]> gleaned{new GleanedNeighbor[kGleanedSlots]};
+  static uint32_t gleaned_slot(uint32_t ip_be) {
+    return static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & (kGleanedSlots - 1);
+  }
   WorkerEventRing events;
   bool flows_changed_in_burst = false;  // a connection was opened during the current burst
 
