@@ -173,10 +173,13 @@ class Appliance {
   // Health: targets from the model, verdicts into the snapshot.
   void update_health_targets();
   void handle_health_changes();
-  BackendRotation judge(const ResolvedService& svc, const ResolvedBackend& b) const;
+  BackendRotation judge(const ResolvedService& svc, const ResolvedServicePort& port, const ResolvedBackend& b) const;
+  void refresh_address_health();
   BuiltSnapshot build(const ApplianceConfig& effective, const Model& model, uint64_t generation);
-  std::string health_key(const ResolvedService& svc, const ResolvedBackend& b) const;
-  const HealthStatus* health_of(const ResolvedService& svc, const ResolvedBackend& b) const;
+  std::string health_key(const ResolvedService& svc, const ResolvedServicePort& port, const ResolvedBackend& b) const;
+  const HealthStatus* health_of(const ResolvedService& svc, const ResolvedServicePort& port,
+                                const ResolvedBackend& b) const;
+  std::string address_state(const IpAddr& address) const;
   std::string status_json() const;
   std::string services_json() const;
   std::string reload_json(const ReloadRecord& r) const;
@@ -194,6 +197,9 @@ class Appliance {
   std::unique_ptr<FileWatcher> watcher_;
   std::unique_ptr<HealthChecker> health_;
   std::set<std::string> drained_nodes_;  // operator's drains (POST /v1/drain)
+  // Per address, from its probes: down when every probe of it is down.
+  // UDP and SCTP ports (no connect to probe) follow their address.
+  std::map<IpAddr, HealthState> address_health_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 
   bool eal_ready_ = false;
@@ -722,10 +728,13 @@ void Appliance::shutdown() {
 
 BuiltSnapshot Appliance::build(const ApplianceConfig& effective, const Model& model, uint64_t generation) {
   return build_snapshot(effective, model, port_macs_, ids_, generation, tsc_hz_, &maglev_cache_,
-                        [this](const ResolvedService& svc, const ResolvedBackend& b) { return judge(svc, b); });
+                        [this](const ResolvedService& svc, const ResolvedServicePort& port, const ResolvedBackend& b) {
+                          return judge(svc, port, b);
+                        });
 }
 
-std::string Appliance::health_key(const ResolvedService& svc, const ResolvedBackend& b) const {
+std::string Appliance::health_key(const ResolvedService& svc, const ResolvedServicePort& port,
+                                  const ResolvedBackend& b) const {
   const HealthSettings& h = svc.health;
   if (h.probe == HealthProbe::none) return "";
   // A pod behind its node has no route from the kernel path: it follows its
@@ -735,20 +744,52 @@ std::string Appliance::health_key(const ResolvedService& svc, const ResolvedBack
   // /healthz on the node decides (200: local endpoints; 503: none).
   if (svc.external_traffic_policy == TrafficPolicy::Local && svc.health_check_node_port)
     return "http:" + b.address.str() + ":" + std::to_string(svc.health_check_node_port) + "/healthz";
+  // A UDP or SCTP port cannot be probed by a connect: it follows its address.
+  if (port.spec.protocol != L4Protocol::tcp) return "";
   if (h.probe == HealthProbe::http)
     return "http:" + b.address.str() + ":" + std::to_string(b.port) + h.http_path + "=" + std::to_string(h.http_status);
   return "tcp:" + b.address.str() + ":" + std::to_string(b.port);
 }
 
-const HealthStatus* Appliance::health_of(const ResolvedService& svc, const ResolvedBackend& b) const {
+const HealthStatus* Appliance::health_of(const ResolvedService& svc, const ResolvedServicePort& port,
+                                         const ResolvedBackend& b) const {
   if (!health_) return nullptr;
-  std::string key = health_key(svc, b);
+  std::string key = health_key(svc, port, b);
   return key.empty() ? nullptr : health_->status(key);
 }
 
-BackendRotation Appliance::judge(const ResolvedService& svc, const ResolvedBackend& b) const {
+void Appliance::refresh_address_health() {
+  address_health_.clear();
+  if (!health_) return;
+  std::map<IpAddr, std::pair<int, int>> counts;  // up, down
+  for (const ResolvedService& svc : active_.model.services)
+    for (const ResolvedServicePort& port : svc.ports)
+      for (const ResolvedBackend& b : port.backends) {
+        // Only probes of the address itself (not kube-proxy's per-service /healthz).
+        if (svc.external_traffic_policy == TrafficPolicy::Local && svc.health_check_node_port) continue;
+        const HealthStatus* st = health_of(svc, port, b);
+        if (!st) continue;
+        if (st->state == HealthState::up) ++counts[b.address].first;
+        if (st->state == HealthState::down) ++counts[b.address].second;
+      }
+  for (const auto& [address, c] : counts)
+    address_health_[address] = c.first > 0 ? HealthState::up : c.second > 0 ? HealthState::down : HealthState::unknown;
+}
+
+std::string Appliance::address_state(const IpAddr& address) const {
+  auto it = address_health_.find(address);
+  return it == address_health_.end() ? "unknown" : health_state_name(it->second);
+}
+
+BackendRotation Appliance::judge(const ResolvedService& svc, const ResolvedServicePort& port,
+                                 const ResolvedBackend& b) const {
   if (drained_nodes_.count(b.node)) return BackendRotation::drain;
-  const HealthStatus* st = health_of(svc, b);
+  const HealthStatus* st = health_of(svc, port, b);
+  if (!st && svc.health.probe != HealthProbe::none && b.via.is_unspecified()) {
+    auto it = address_health_.find(b.address);
+    if (it != address_health_.end() && it->second == HealthState::down) return BackendRotation::exclude;
+    return BackendRotation::serve;
+  }
   // Unknown (not probed yet) serves: a fresh start must not refuse everything.
   return st && st->state == HealthState::down ? BackendRotation::exclude : BackendRotation::serve;
 }
@@ -759,7 +800,7 @@ void Appliance::update_health_targets() {
   for (const ResolvedService& svc : active_.model.services)
     for (const ResolvedServicePort& port : svc.ports)
       for (const ResolvedBackend& b : port.backends) {
-        std::string key = health_key(svc, b);
+        std::string key = health_key(svc, port, b);
         if (key.empty() || targets.count(key)) continue;
         HealthTarget t;
         t.key = key;
@@ -810,6 +851,7 @@ void Appliance::handle_health_changes() {
     matters |= !(c.from == HealthState::unknown && c.to == HealthState::up);
   }
   if (!matters) return;
+  refresh_address_health();
   try {
     publish(build(*active_.config, active_.model, generation_ + 1));
     ++generation_;
@@ -904,6 +946,29 @@ void Appliance::start_api() {
   api_->route("GET", "/v1/nodes", [this, json](const HttpRequest&) { return json(nodes_json()); });
   api_->route("GET", "/v1/endpoints", [this, json](const HttpRequest&) { return json(endpoints_json()); });
   api_->route("POST", "/v1/reload", [this, json](const HttpRequest&) { return json(reload_json(reload("api"))); });
+  // Drain: POST /v1/drain?node=NAME (undo=1 to bring it back). A drained
+  // node takes no new connections; its connections keep going.
+  api_->route("POST", "/v1/drain", [this, json](const HttpRequest& r) {
+    auto node = r.params.find("node");
+    if (node == r.params.end() || node->second.empty()) return json_error(400, "missing ?node=NAME");
+    const ResolvedNode* found = nullptr;
+    for (const ResolvedNode& n : active_.model.nodes)
+      if (n.name == node->second) found = &n;
+    if (!found) return json_error(404, "no node named \"" + node->second + "\"");
+    auto undo = r.params.find("undo");
+    bool draining = undo == r.params.end() || (undo->second != "1" && undo->second != "true");
+    if (draining) drained_nodes_.insert(node->second);
+    else drained_nodes_.erase(node->second);
+    publish(build(*active_.config, active_.model, ++generation_));
+    spdlog::info("node {} {}", node->second, draining ? "draining" : "back in rotation");
+    JsonWriter j;
+    j.begin_object();
+    j.key("node").value(node->second);
+    j.key("state").value(draining ? "draining" : address_state(found->address));
+    j.key("generation").value(generation_);
+    j.end_object();
+    return json(j.str());
+  });
   spdlog::info("control API on {}", api_->address());
 }
 
@@ -993,17 +1058,43 @@ std::string Appliance::services_json() const {
   return j.str();
 }
 
+namespace {
+std::string iso8601(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+}  // namespace
+
 std::string Appliance::nodes_json() const {
   JsonWriter j;
   j.begin_object();
   j.key("nodes").begin_array();
   for (const ResolvedNode& n : active_.model.nodes) {
+    // A node's state: drained by the operator, else what its probes say
+    // (up when any probe of its address succeeds, down when all fail).
+    std::string state = drained_nodes_.count(n.name) ? "draining" : address_state(n.address);
+    std::string last_error, last_change = last_reload_.time;
+    std::chrono::system_clock::time_point newest{};
+    for (const ResolvedService& svc : active_.model.services)
+      for (const ResolvedServicePort& port : svc.ports)
+        for (const ResolvedBackend& b : port.backends) {
+          if (b.address != n.address) continue;
+          const HealthStatus* st = health_of(svc, port, b);
+          if (!st || st->last_change < newest) continue;
+          newest = st->last_change;
+          last_change = iso8601(st->last_change);
+          last_error = st->last_error;
+        }
     j.begin_object();
     j.key("name").value(n.name);
     j.key("address").value(n.address.str());
-    j.key("state").value("up");
-    j.key("last_error").value("");
-    j.key("last_change").value(last_reload_.time);
+    j.key("state").value(state);
+    j.key("last_error").value(last_error);
+    j.key("last_change").value(last_change);
     j.end_object();
   }
   j.end_array();
@@ -1018,15 +1109,24 @@ std::string Appliance::endpoints_json() const {
   for (const ResolvedService& svc : active_.model.services)
     for (const ResolvedServicePort& port : svc.ports)
       for (const ResolvedBackend& b : port.backends) {
+        const HealthStatus* st = health_of(svc, port, b);
+        std::string state;
+        if (drained_nodes_.count(b.node)) state = "draining";
+        else if (st) state = health_state_name(st->state);
+        else if (svc.health.probe == HealthProbe::none || !b.via.is_unspecified()) state = "up";  // not probed
+        else state = address_state(b.address);
+        if (b.terminating && state == "up") state = "terminating";
         j.begin_object();
         j.key("service").value(svc.namespace_ + "/" + svc.name);
         j.key("port").value(port.spec.name);
+        j.key("protocol").value(protocol_name(port.spec.protocol));
         j.key("address").value(b.address.str());
         j.key("port_number").value(unsigned(b.port));
         j.key("node").value(b.node);
-        j.key("state").value(b.terminating ? "terminating" : "up");
-        j.key("last_error").value("");
-        j.key("last_change").value(last_reload_.time);
+        j.key("state").value(state);
+        j.key("probe").value(health_key(svc, port, b));
+        j.key("last_error").value(st ? st->last_error : "");
+        j.key("last_change").value(st ? iso8601(st->last_change) : last_reload_.time);
         j.end_object();
       }
   j.end_array();

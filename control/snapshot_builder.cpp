@@ -107,7 +107,7 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
       std::vector<ResolvedBackend> backends;
       for (const ResolvedBackend& b : port.backends) {
         if (!b.address.is_v4()) continue;
-        BackendRotation rotation = judge ? judge(svc, b) : BackendRotation::serve;
+        BackendRotation rotation = judge ? judge(svc, port, b) : BackendRotation::serve;
         if (rotation == BackendRotation::serve) {
           backends.push_back(b);
         } else if (rotation == BackendRotation::drain) {

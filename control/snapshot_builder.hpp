@@ -67,7 +67,8 @@ enum class BackendRotation {
   drain,    // draining: no new connections; its connections keep going
   exclude,  // down: no new connections; UDP flows move, TCP per on_backend_removed
 };
-using BackendJudge = std::function<BackendRotation(const ResolvedService&, const ResolvedBackend&)>;
+using BackendJudge =
+    std::function<BackendRotation(const ResolvedService&, const ResolvedServicePort&, const ResolvedBackend&)>;
 
 // Errors (too many services for the counter slots) throw std::runtime_error.
 // tsc_hz converts affinity timeouts; 0 (tests without a clock) counts

@@ -46,6 +46,7 @@ Commands:
   get endpoints [SERVICE...]   the backends of every service port and their state
   get stats                    counters of the running data plane
   status                       version, generation, uptime, last reload
+  drain NODE [--undo]          no new connections to NODE (its connections go on); --undo ends it
   reload                       re-read the config and manifests; prints what changed
                                (one line per change) or the errors (exit 1)
   version                      nplbctl's and nplb's versions
@@ -688,7 +689,8 @@ int reload(const Options& o) {
   };
   auto changes = items("changes"), errors = items("errors"), restart = items("restart_required");
   std::string gen = v["generation"].text_or("?");
-  if (!ok.as_bool()) {
+  bool applied = v["applied"].is_bool() ? v["applied"].as_bool() : ok.as_bool();
+  if (!applied) {
     for (const auto& e : errors) std::cerr << e << "\n";
     std::cerr << "nplbctl: reload refused; generation " << gen << " stays in force\n";
     return 1;
@@ -696,8 +698,26 @@ int reload(const Options& o) {
   for (const auto& c : changes) std::cout << c << "\n";
   for (const auto& r : restart) std::cout << "restart required: " << r << "\n";
   if (changes.empty() && restart.empty()) std::cout << "no changes (generation " << gen << ")\n";
-  // Objects rejected on their own (the rest applied): reported, not a failure.
+  if (ok.as_bool()) return 0;
+  // Objects rejected on their own: the rest applied, but the user must fix them.
   for (const auto& e : errors) std::cerr << e << "\n";
+  std::cerr << "nplbctl: " << errors.size() << " rejected; the rest applied (generation " << gen << ")\n";
+  return 1;
+}
+
+int drain(const Options& o) {
+  require_output(o, {"json", "yaml"});
+  bool undo = false;
+  std::vector<std::string> nodes;
+  for (const auto& a : o.args) {
+    if (a == "--undo") undo = true;
+    else nodes.push_back(a);
+  }
+  if (nodes.size() != 1) throw UsageError("drain takes one node name (and --undo to bring it back)");
+  JsonValue v = fetch(o, "POST", "/v1/drain?node=" + nodes[0] + (undo ? "&undo=1" : ""));
+  if (print_structured(o, v)) return 0;
+  std::cout << "node/" << nodes[0] << " " << (undo ? "back in rotation" : "draining") << " (generation "
+            << v["generation"].text_or("?") << ")\n";
   return 0;
 }
 
@@ -765,6 +785,8 @@ int run(int argc, char** argv) {
       o.ns = val;
     } else if (value("", "--request-timeout", val)) {
       o.timeout_ms = parse_duration_ms(val);
+    } else if (a == "--undo") {
+      o.args.push_back(a);  // drain's
     } else if (a == "--") {
       for (++i; i < argc; ++i) o.args.push_back(argv[i]);
     } else if (a.size() > 1 && a[0] == '-') {
@@ -802,6 +824,7 @@ int run(int argc, char** argv) {
     return status(o);
   }
   if (cmd == "reload") return reload(o);
+  if (cmd == "drain") return drain(o);
   if (cmd == "version") return version(o);
   throw UsageError("unknown command \"" + cmd + "\"");
 }
