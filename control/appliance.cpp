@@ -489,6 +489,9 @@ void Appliance::start_workers() {
     t.tcp_established = config_.dataplane.flows.timeouts.tcp_established * tsc_hz_ / 1000;
     t.tcp_transitory = config_.dataplane.flows.timeouts.tcp_transitory * tsc_hz_ / 1000;
     t.udp = config_.dataplane.flows.timeouts.udp * tsc_hz_ / 1000;
+    // Under a new-flow flood a SYN that got no answer within a second is
+    // most likely spoofed: its slot is worth more to the next client.
+    t.tcp_embryonic_flood = std::min(t.tcp_transitory, tsc_hz_);
     state->flows.set_timeouts(t);
 
     std::string ring_name = "nplb_inject_" + std::to_string(w);
@@ -664,6 +667,7 @@ std::string Appliance::counters_json() const {
   j.key("flows_moved").value(sum([](const WorkerState& w) { return w.counters.flows_moved; }));
   j.key("rejects_sent").value(sum([](const WorkerState& w) { return w.counters.rejects_sent; }));
   j.key("rejects_rate_limited").value(sum([](const WorkerState& w) { return w.counters.rejects_rate_limited; }));
+  j.key("flood_windows_100ms").value(sum([](const WorkerState& w) { return w.counters.flood_windows; }));
   j.key("generation").value(generation_);
   j.key("kernel").begin_object();
   j.key("to_kernel").value(kernel_rx_);

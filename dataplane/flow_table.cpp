@@ -149,7 +149,9 @@ void FlowTable::remove_connection(uint32_t index) {
 
 uint64_t FlowTable::timeout_for(FlowState state, uint8_t protocol) const {
   if (protocol != 6) return timeouts_.udp;  // UDP and SCTP share the datagram timeout for now
-  return state == FlowState::established ? timeouts_.tcp_established : timeouts_.tcp_transitory;
+  if (state == FlowState::established) return timeouts_.tcp_established;
+  if (state == FlowState::syn_sent && flood_ && timeouts_.tcp_embryonic_flood) return timeouts_.tcp_embryonic_flood;
+  return timeouts_.tcp_transitory;
 }
 
 bool FlowTable::read(uint32_t index, FlowView& out) const {

@@ -76,6 +76,7 @@ struct FlowTimeoutsTsc {
   uint64_t tcp_established = 0;
   uint64_t tcp_transitory = 0;
   uint64_t udp = 0;
+  uint64_t tcp_embryonic_flood = 0;  // SYN sent, while the worker sees a new-flow flood
 };
 
 // What a flow looked like, for listing and for the expiry callback.
@@ -148,6 +149,10 @@ class FlowTable {
 
   uint64_t timeout_for(FlowState state, uint8_t protocol) const;
   void set_timeouts(const FlowTimeoutsTsc& t) { timeouts_ = t; }
+  // Under a new-flow flood, embryonic connections (SYN sent, no answer)
+  // get tcp_embryonic_flood instead of tcp_transitory.
+  void set_flood(bool flood) { flood_ = flood; }
+  bool flood() const { return flood_; }
 
   // Looks at up to `budget` entries from the expiry cursor; connections idle
   // beyond their timeout are removed and passed to `on_expired` first.
@@ -200,6 +205,7 @@ class FlowTable {
   uint32_t evict_cursor_ = 1;
   std::atomic<uint32_t> live_connections_{0};
   FlowTimeoutsTsc timeouts_;
+  bool flood_ = false;
 };
 
 template <typename OnExpired>

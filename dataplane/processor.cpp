@@ -14,7 +14,24 @@ WorkerState::WorkerState(const WorkerConfig& config)
       backend_packets(new uint64_t[kMaxBackends]()),
       affinity(config.affinity_sets),
       rss(config.rss),
-      rejects_per_second(config.rejects_per_second) {}
+      rejects_per_second(config.rejects_per_second),
+      flood_threshold(config.flood_new_flows_per_second / 10) {}
+
+void WorkerState::watch_flood(uint64_t now, uint64_t tsc_hz) {
+  if (tsc_hz == 0) return;
+  if (flood_window_start == 0) {
+    flood_window_start = now;
+    flood_window_flows = counters.flows_created;
+    return;
+  }
+  if (now - flood_window_start < tsc_hz / 10) return;
+  uint64_t opened = counters.flows_created - flood_window_flows;
+  bool flood = opened > flood_threshold;
+  if (flood) ++counters.flood_windows;
+  flows.set_flood(flood);
+  flood_window_start = now;
+  flood_window_flows = counters.flows_created;
+}
 
 uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
   uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) {

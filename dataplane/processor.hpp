@@ -45,6 +45,7 @@ struct alignas(64) WorkerCounters {
   uint64_t rejects_sent = 0;         // TCP RST / ICMP port unreachable for refused connections
   uint64_t rejects_rate_limited = 0; // refusals beyond the rate: dropped without an answer
   uint64_t to_kernel = 0;            // frames passed to the kernel (exception path)
+  uint64_t flood_windows = 0;        // 100 ms windows spent in flood mode
   uint64_t port_rx[kMaxPorts] = {};
   uint64_t port_tx[kMaxPorts] = {};
   uint64_t port_dropped[kMaxPorts] = {};
@@ -58,6 +59,9 @@ struct WorkerConfig {
   uint32_t snat_pools = 4096;
   uint32_t affinity_sets = 16384;  // x4 clients remembered per worker
   uint32_t rejects_per_second = 1000;
+  // Above this many new connections per second, the worker is under a
+  // new-flow flood: embryonic connections get the short flood timeout.
+  uint32_t flood_new_flows_per_second = 200000;
   RssSteering rss;  // enabled with several RSS queues: SNAT ports chosen so replies come back here
 };
 
@@ -98,6 +102,11 @@ struct alignas(64) WorkerState {
   void drop(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
   // Expires idle connections and gives their SNAT ports back.
   uint32_t expire(uint64_t now, uint32_t budget);
+  // Measures the new-flow rate in 100 ms windows and switches flood mode.
+  void watch_flood(uint64_t now, uint64_t tsc_hz);
+  uint32_t flood_threshold;  // new flows per 100 ms window
+  uint64_t flood_window_start = 0;
+  uint64_t flood_window_flows = 0;  // flows_created at the window's start
 };
 
 enum class Action : uint8_t {

@@ -357,5 +357,28 @@ TEST(FlowTable, ConcurrentReaderNeverSeesTornEntries) {
                                         << " read as direction " << int(first_wrong.direction);
 }
 
+TEST(FlowTable, UnderAFloodEmbryonicConnectionsGetTheShortTimeout) {
+  FlowTable t(64);
+  FlowTimeoutsTsc timeouts;
+  timeouts.tcp_established = 1000;
+  timeouts.tcp_transitory = 100;
+  timeouts.udp = 500;
+  timeouts.tcp_embryonic_flood = 10;
+  t.set_timeouts(timeouts);
+  insert(t, 1, FlowState::syn_sent, 0);
+  insert(t, 2, FlowState::established, 0);
+  insert(t, 3, FlowState::closing, 0);
+  // Calm: 50 ticks later nothing has expired (transitory is 100).
+  EXPECT_EQ(t.expire_step(50, 1000, [](const FlowEntry&) {}), 0u);
+  // Flood: the embryonic one goes at once; established and closing do not.
+  t.set_flood(true);
+  EXPECT_EQ(t.expire_step(50, 1000, [](const FlowEntry&) {}), 1u);
+  EXPECT_EQ(find(t, make_connection(1).original), FlowTable::kNoEntry);
+  EXPECT_NE(find(t, make_connection(2).original), FlowTable::kNoEntry);
+  EXPECT_NE(find(t, make_connection(3).original), FlowTable::kNoEntry);
+  t.set_flood(false);
+  EXPECT_EQ(t.timeout_for(FlowState::syn_sent, 6), 100u);
+}
+
 }  // namespace
 }  // namespace nplb
