@@ -41,9 +41,13 @@ int64_t steady_ns() {
 std::string errno_text(int err) { return std::generic_category().message(err); }
 
 // Errors that say something about this host, not about the target.
+// Errors that say something about this host, not about the target: they
+// never count against a backend. ENETUNREACH at connect() means the kernel
+// has no route at all toward the target (no kernel_address on its link and
+// no management route): such a probe cannot leave, so it proves nothing.
 bool is_local_error(int err) {
   return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
-         err == EADDRNOTAVAIL || err == EAGAIN;
+         err == EADDRNOTAVAIL || err == EAGAIN || err == ENETUNREACH;
 }
 
 socklen_t to_sockaddr(const IpAddr& ip, uint16_t port, sockaddr_storage& ss) {
