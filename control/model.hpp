@@ -97,7 +97,10 @@ struct PortRange {
 
 struct MaglevConfig {
   uint64_t seed = 0x6e706c62;     // "nplb"; appliances behind one ECMP group share it
-  uint32_t min_table_size = 65537; // prime; raised to the next prime >= 100 x backends
+  // Prime; raised to the next prime >= 100 x backends (the paper's <= 1%
+  // imbalance). Small by default: with pod backends every service has a
+  // table of its own (10,000 services x 65537 slots would be 2.6 GB).
+  uint32_t min_table_size = 1021;
   uint32_t max_table_size = 655373;
 };
 
