@@ -1,5 +1,7 @@
 #include "json_writer.hpp"
 
+#include "control/cli/json_value.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -100,27 +102,6 @@ JsonWriter& JsonWriter::null() {
   return *this;
 }
 
-std::string JsonWriter::escape(std::string_view s) {
-  std::string r = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': r += "\\\""; break;
-      case '\\': r += "\\\\"; break;
-      case '\n': r += "\\n"; break;
-      case '\r': r += "\\r"; break;
-      case '\t': r += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          r += buf;
-        } else {
-          r += static_cast<char>(c);
-        }
-    }
-  }
-  r += '"';
-  return r;
-}
+std::string JsonWriter::escape(std::string_view s) { return json_quote(s); }
 
 }  // namespace nplb
