@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: installs, builds, and runs nplb on its shipped scenario (conf/demo/) in a
 # test bed of network namespaces (tests/e2e/testbed.sh): a client curls the VIP, three
-# nodes answer with their names, UDP goes through too, and nplb's final counters close
-# the story. Run as root on Debian 12. Everything it creates is removed on exit.
+# nodes answer with their names, UDP goes through too, a node fails (its server killed):
+# the health checks take it out, traffic moves, it comes back; nplb's final counters
+# close the story. Run as root on Debian 12. Everything it creates is removed on exit.
 #
 #   bash scripts/demo.sh            (NPLB_SKIP_SETUP=1 skips the apt step)
 set -euo pipefail
@@ -11,6 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 CONF=conf/demo/nplb.yaml
 NPLB=${NPLB_BIN:-build/nplb}   # NPLB_BIN: run another binary (debugging the demo itself)
+NPLBCTL=${NPLBCTL_BIN:-$(dirname "$NPLB")/nplbctl}
 REQUESTS=12
 
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it installs packages and makes network namespaces)" >&2; exit 1; }
@@ -24,7 +26,7 @@ fi
 if [ -z "${NPLB_BIN:-}" ]; then
     say "Building (meson + ninja)"
     [ -f build/build.ninja ] || meson setup build
-    ninja -C build nplb
+    ninja -C build nplb nplbctl
 fi
 
 # shellcheck source=../tests/e2e/testbed.sh
@@ -116,6 +118,49 @@ for _ in range(3):
 else:
     sys.exit(1)
 EOF
+
+ctl() { ip netns exec "$TB_NS_LB" "$NPLBCTL" --request-timeout 2s "$@"; }
+node_state() {  # NODE: up, down, draining or unknown
+    ctl get nodes -o json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+print(next((n["state"] for n in json.load(sys.stdin)["nodes"] if n["name"] == sys.argv[1]), "?"))' "$1" || echo "?"
+}
+wait_state() {  # NODE STATE: bounded, 8 s
+    for _ in $(seq 1 80); do [ "$(node_state "$1")" = "$2" ] && return 0; sleep 0.1; done
+    return 1
+}
+
+say "Health checks: TCP probes every 500ms from the kernel address 198.51.100.3 (nplbctl get nodes)"
+ctl get nodes -o wide || true
+
+say "Failing n2: its server is killed"
+disown -a 2>/dev/null || true   # no "Killed" job notice from the bed's servers
+for pid in $(ip netns pids "$(tb_node_ns n2)"); do kill -KILL "$pid" 2>/dev/null || true; done
+t0=$(date +%s%N)
+if wait_state n2 down; then
+    echo "nplb saw n2 down after $(( ($(date +%s%N) - t0) / 1000000 )) ms (2 failed probes); new connections avoid it:"
+else
+    echo "  (n2 not reported down within 8 s)"
+fi
+for i in $(seq 1 6); do
+    if node=$(tb_client curl -s --max-time 3 "http://$TB_VIP:$TB_HTTP_PORT/"); then
+        printf '  request %2d -> %s\n' "$i" "${node%%$'\n'*}"
+    else
+        printf '  request %2d -> no answer\n' "$i"; failed=$((failed + 1))
+    fi
+done
+ctl get nodes -o wide || true
+
+say "Restarting n2's server: it rejoins after 2 good probes"
+ip netns exec "$(tb_node_ns n2)" setsid "$TB_PY" "$TB_DIR/node_server.py" --name n2 \
+    --http-port "$TB_HTTP_PORT" --udp-port "$TB_UDP_PORT" </dev/null >>"$TB_STATE/n2.log" 2>&1 &
+t0=$(date +%s%N)
+if wait_state n2 up; then
+    echo "n2 up again after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+else
+    echo "  (n2 not back within 8 s)"
+fi
+ctl get nodes -o wide || true
 
 say "Stopping nplb (SIGTERM): its final counters"
 kill -TERM "$NPLB_PID"
