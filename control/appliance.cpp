@@ -854,8 +854,10 @@ void Appliance::handle_health_changes() {
     // unknown -> up changes nothing the data plane sees (unknown serves).
     matters |= !(c.from == HealthState::unknown && c.to == HealthState::up);
   }
-  if (!matters) return;
+  // The API's node states follow every change; the snapshot only the ones
+  // that move traffic.
   refresh_address_health();
+  if (!matters) return;
   try {
     publish(build(*active_.config, active_.model, generation_ + 1));
     ++generation_;

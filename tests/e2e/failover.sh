@@ -240,8 +240,7 @@ tb_up
 ip netns exec "$TB_NS_LB" "$NPLB" --config "$CONF" >"$WORK/nplb.out" 2>"$WORK/nplb.log" &
 NPLB_PID=$!
 
-# All nodes up (bounded). nplbctl get nodes is the verdict; endpoints as a fallback
-# (a node's first unknown -> up does not refresh the node view: reported).
+# All nodes up (bounded): nplbctl get nodes is the verdict.
 up=0
 for _ in $(seq 1 60); do
     kill -0 "$NPLB_PID" 2>/dev/null || fail "nplb exited during start-up"
@@ -249,11 +248,7 @@ for _ in $(seq 1 60); do
     if [ "$states" = "up up up" ]; then up=1; break; fi
     sleep 0.25
 done
-if [ $up = 0 ]; then
-    eps=$(ctl get endpoints -o json 2>/dev/null | "$PY" -c 'import json,sys; print(" ".join(e["state"] for e in json.load(sys.stdin)["endpoints"] if e["port_number"] == 30080))' || true)
-    [ "$eps" = "up up up" ] || fail "nodes not up within 15 s: nodes '$states', endpoints :30080 '$eps'"
-    say "note: nodes show '$states' though every :$TB_HTTP_PORT endpoint is up (node view not refreshed on unknown -> up)"
-fi
+[ $up = 1 ] || fail "nodes not up within 15 s: nodes '$states'"
 tb_client curl -s --max-time 2 -o /dev/null "http://$TB_VIP:$TB_HTTP_PORT/" || fail "no answer through the VIP"
 say "nplb up, all nodes probed up"
 ctl get nodes -o wide

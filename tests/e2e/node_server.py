@@ -36,6 +36,9 @@ def main():
             sys.stderr.write(f"{a.name} http {self.client_address[0]}:{self.client_address[1]} {fmt % args}\n")
 
     http.server.ThreadingHTTPServer.allow_reuse_address = True
+    # The default backlog of 5 overflows under wrk -c8 (connections then wait
+    # a second for a SYN retransmit): a real server's backlog.
+    http.server.ThreadingHTTPServer.request_queue_size = 128
     httpd = http.server.ThreadingHTTPServer(("0.0.0.0", a.http_port), Handler)
     httpd.daemon_threads = True
 
