@@ -12,10 +12,14 @@ source tests/e2e/testbed.sh
 work=$(mktemp -d /tmp/nplb-xdp.XXXXXX)
 pid=
 cleanup() {
-  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && sleep 0.5
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+  local rc=$?
+  if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
   tb_down >/dev/null 2>&1 || true
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 tb_up >/dev/null
