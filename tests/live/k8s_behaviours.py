@@ -19,7 +19,6 @@ behaviours" that full NAT can show (8, Local with source preservation, cannot):
 each prints PASS or FAIL with its reason; exit 1 on any FAIL, 77 without root.
 """
 import argparse
-import ctypes
 import http.client
 import json
 import os
@@ -33,10 +32,12 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import livebed  # noqa: E402
+
 TESTBED = os.path.join(HERE, "..", "e2e", "testbed.sh")
 NODE_SERVER = os.path.join(HERE, "..", "e2e", "node_server.py")
 PY = "/usr/bin/python3"
-CLONE_NEWNET = 0x40000000
 
 VIPS = ["203.0.113.10", "203.0.113.11"]
 CLIENT = "203.0.113.100"
@@ -74,16 +75,8 @@ cluster:
 """
 
 
-def log(msg):
-    print(f"k8s_behaviours: {msg}", file=sys.stderr, flush=True)
-
-
-def eal_args():
-    base = ["--no-huge", "--no-shconf", "-m", "512", "--log-level", "*:error"]
-    if len(os.sched_getaffinity(0)) >= 2:
-        cpus = sorted(os.sched_getaffinity(0))[:2]
-        return base + ["-l", f"{cpus[0]},{cpus[1]}"]
-    return base + ["--lcores", "0@0,1@0"]
+log = livebed.make_log("k8s_behaviours")
+eal_args = livebed.eal_args
 
 
 # ---- manifests ---------------------------------------------------------------------
@@ -161,31 +154,11 @@ class Manifests:
 
 # ---- namespaces and sockets ----------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _ns_lock = threading.Lock()
 
 
-class InNetns:
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        _ns_lock.acquire()
-        self.home = os.open(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {self.name}")
-        finally:
-            os.close(fd)
-
-    def __exit__(self, *exc):
-        try:
-            if _libc.setns(self.home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-        finally:
-            os.close(self.home)
-            _ns_lock.release()
+def InNetns(name):
+    return livebed.InNetns(name, lock=_ns_lock)
 
 
 class Bed:
@@ -734,9 +707,7 @@ def main():
     if args.nplbctl:
         args.nplbctl = os.path.abspath(args.nplbctl)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
+    livebed.raise_on_sigterm()
 
     t0 = time.monotonic()
     bed = Bed(f"nplbk8s{os.getpid()}")
@@ -749,21 +720,14 @@ def main():
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001
         harness_error = repr(e)
     finally:
-        if checks.proc is not None and checks.proc.poll() is None:
-            checks.proc.kill()
-            try:
-                checks.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        livebed.kill_all(checks.proc)
         failed = harness_error or any(not ok for _, _, ok, _ in checks.results)
         if failed:
             for name in sorted(os.listdir(work)):
                 if name.endswith(".log"):
                     log(f"{name} tail:\n" + open(os.path.join(work, name)).read()[-2500:])
         bed.down()
-        if args.keep_logs:
-            subprocess.run(["cp", "-r", work + "/.", args.keep_logs], check=False)
-        subprocess.run(["rm", "-rf", work], check=False)
+        livebed.keep_and_remove(work, args.keep_logs)
     took = time.monotonic() - t0
     if harness_error:
         log(f"FAIL harness: {harness_error}")

@@ -28,26 +28,19 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import livebed  # noqa: E402
+
 START_TIMEOUT_S = 30
 STOP_DEADLINE_S = 5
 
-SERVICES = """\
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports:
-    - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-"""
+SERVICES = livebed.WEB_SERVICE
 
 DNS = """\
 ---
@@ -64,8 +57,7 @@ spec:
 failures = []
 
 
-def log(msg):
-    print(f"nplbctl_e2e: {msg}", file=sys.stderr, flush=True)
+log = livebed.make_log("nplbctl_e2e")
 
 
 def check(cond, what, detail=""):
@@ -94,11 +86,6 @@ def eal_args():
         b = cpus[1] if len(cpus) > 1 else cpus[0]
         lcores = ["--lcores", f"0@{a},1@{b}"]
     return ["--no-huge", "--no-shconf", "-m", "256", *lcores, "--log-level", "*:error"]
-
-
-def write_empty_pcap(path):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # DLT_EN10MB
 
 
 def config(work, listen):
@@ -145,7 +132,7 @@ def ctl(nplbctl, addr, *args):
 
 
 def run(nplb, nplbctl, work):
-    write_empty_pcap(f"{work}/in.pcap")
+    livebed.write_empty_pcap(f"{work}/in.pcap")
     with open(f"{work}/services.yaml", "w") as f:
         f.write(SERVICES)
     port = free_port()

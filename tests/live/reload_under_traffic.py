@@ -37,7 +37,6 @@ Prints reload timings (POST -> response, SIGHUP/file -> visible in /v1/services)
 Cleans up on exit, failure and SIGTERM. Needs root (exit 77 otherwise).
 """
 import argparse
-import ctypes
 import http.client
 import json
 import os
@@ -54,6 +53,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from livebed import (InNetns, PairBed, eal_args, keep_and_remove, kill_all, make_log,  # noqa: E402
+                     raise_on_sigterm, report_failures, start_nplb)
 from peer import Flow, Peer, checksums_ok  # noqa: E402  (scapy is imported there)
 from scapy.layers.inet import IP, TCP, UDP, ICMP  # noqa: E402
 from scapy.layers.l2 import Ether  # noqa: E402
@@ -72,7 +73,6 @@ OTHER_A, OTHER_B, EXTRA_PORT = 30100, 30101, 30200
 N_TCP, N_UDP = 40, 20
 CLIENT_TTL = NODE_TTL = 64
 ROUND_WAIT = 3.0      # a round's packets must all be through within this
-CLONE_NEWNET = 0x40000000
 
 CONFIG = """\
 dataplane:
@@ -132,83 +132,14 @@ def nodes_yaml(with_n4):
     return "---\n".join(docs)
 
 
-def log(msg):
-    print(f"reload_under_traffic: {msg}", file=sys.stderr, flush=True)
+log = make_log("reload_under_traffic")
 
 
-def sh(*cmd, check=True, timeout=20):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-def eal_args():
-    base = ["--no-huge", "--no-shconf", "-m", "512", "--log-level", "*:error"]
-    if len(os.sched_getaffinity(0)) >= 2:
-        cpus = sorted(os.sched_getaffinity(0))[:2]
-        return base + ["-l", f"{cpus[0]},{cpus[1]}"]
-    return base + ["--lcores", "0@0,1@0"]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class InNetns:
-    """Runs a block in another network namespace (this thread only), then comes back."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.home = os.open(f"/proc/{os.getpid()}/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-        fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {self.name}")
-        finally:
-            os.close(fd)
-
-    def __exit__(self, *exc):
-        try:
-            if _libc.setns(self.home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back")
-        finally:
-            os.close(self.home)
-
-
-class Bed:
+class Bed(PairBed):
     """Two namespaces and a veth pair, torn down by close() whatever happened."""
 
     def __init__(self, tag):
-        self.ns_lb, self.ns_peer = f"nplb-rl-lb-{tag}", f"nplb-rl-peer-{tag}"
-        self.if_lb, self.if_peer = "lb0", "peer0"
-        self.made = []
-
-    def up(self):
-        for ns in (self.ns_lb, self.ns_peer):
-            sh("ip", "netns", "add", ns)
-            self.made.append(ns)
-        sh("ip", "-n", self.ns_lb, "link", "add", self.if_lb, "type", "veth",
-           "peer", "name", self.if_peer, "netns", self.ns_peer)
-        for ns, dev in ((self.ns_lb, self.if_lb), (self.ns_peer, self.if_peer)):
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "rx", "off", check=False)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-
-    def close(self):
-        for ns in self.made:
-            r = sh("ip", "netns", "pids", ns, check=False)
-            for pid in r.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            sh("ip", "netns", "del", ns, check=False)
-        self.made = []
+        super().__init__(f"nplb-rl-lb-{tag}", f"nplb-rl-peer-{tag}")
 
 
 class Api:
@@ -487,9 +418,7 @@ def main():
     nplb = os.path.abspath(args.nplb)
     random.seed(args.seed)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
+    raise_on_sigterm()
 
     t_start = time.monotonic()
     bed = Bed(os.getpid())
@@ -524,9 +453,7 @@ def main():
         rx.start()
 
         out_path, err_path = os.path.join(work, "nplb.out"), os.path.join(work, "nplb.log")
-        with open(out_path, "w") as out, open(err_path, "w") as err:
-            proc = subprocess.Popen(["ip", "netns", "exec", bed.ns_lb, nplb, "--config", conf],
-                                    stdout=out, stderr=err)
+        proc = start_nplb(bed.ns_lb, nplb, conf, out_path, err_path)
         log(f"nplb pid {proc.pid} in {bed.ns_lb}; peer socket in {bed.ns_peer}; work dir {work}")
         api = Api(api_path)
 
@@ -815,21 +742,14 @@ def main():
     finally:
         if peer is not None:
             peer.stop = True
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_all(proc)
         if errors:
             try:
                 log("nplb log tail:\n" + open(os.path.join(work, "nplb.log")).read()[-3000:])
             except OSError:
                 pass
         bed.close()
-        if args.keep_logs:
-            subprocess.run(["cp", "-r", work + "/.", args.keep_logs], check=False)
-        subprocess.run(["rm", "-rf", work], check=False)
+        keep_and_remove(work, args.keep_logs)
 
     for t, v in timings.items():
         if v:
@@ -838,10 +758,7 @@ def main():
                 f"max {max(v) * 1000:.1f} ms")
     log("report: " + json.dumps(report, sort_keys=True))
     took = time.monotonic() - t_start
-    if errors:
-        for e in errors:
-            log("FAIL " + e)
-        log(f"FAILED with {len(errors)} error(s) in {took:.1f} s")
+    if report_failures(errors, took, log):
         return 1
     log(f"PASS in {took:.1f} s")
     return 0

@@ -22,31 +22,23 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import livebed  # noqa: E402
+
 STOP_DEADLINE_S = 1.0
 START_TIMEOUT_S = 30
 
-SERVICES = """\
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  type: NodePort
-  selector: {app: web}
-  ports:
-    - {name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30080}
-"""
+SERVICES = livebed.WEB_SERVICE
 
 BASE_EAL = ["--no-huge", "--no-shconf", "-m", "256", "--log-level", "*:error"]
 
 
-def log(msg):
-    print(f"stop_and_start_errors: {msg}", file=sys.stderr, flush=True)
+log = livebed.make_log("stop_and_start_errors")
 
 
 def config(eal, workers, device, extra=""):
@@ -79,14 +71,9 @@ def lcores(n):
     return ["--lcores", ",".join(f"{i}@{cpus[min(i, len(cpus) - 1)]}" for i in range(n))]
 
 
-def write_empty_pcap(path):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-
 def start_error_cases(work):
     pcap = os.path.join(work, "empty.pcap")
-    write_empty_pcap(pcap)
+    livebed.write_empty_pcap(pcap)
     one_lcore = ["-l", str(sorted(os.sched_getaffinity(0))[0])]
     # (name, eal, workers, device, mbufs, key lines accepted, words the message must contain)
     return [
@@ -229,9 +216,7 @@ def main():
         log(f"{nplb} is not executable")
         return 1
 
-    def on_term(signum, frame):  # meson's timeout: still clean up in finally
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
+    livebed.raise_on_sigterm()  # meson's timeout: still clean up in finally
 
     work = tempfile.mkdtemp(prefix="nplb-sse-")
     errors = []
@@ -250,10 +235,7 @@ def main():
             subprocess.run(["cp", "-r", work + "/.", args.keep], check=False)
         shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - t0
-    if errors:
-        for e in errors:
-            log("FAIL " + e)
-        log(f"FAILED with {len(errors)} error(s) in {took:.1f} s")
+    if livebed.report_failures(errors, took, log):
         return 1
     log(f"PASS in {took:.1f} s")
     return 0

@@ -19,13 +19,16 @@ of its first port, or out of the port a packet came in by, fails here.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from livebed import (WEB_AND_ECHO_SERVICES, Namespaces, eal_args, keep_and_remove, kill_all,  # noqa: E402
+                     make_log, prepare_link, raise_on_sigterm, read_counters, report_failures, sh,
+                     start_nplb, stop_nplb, wait_ready, write_file)
 PY = "/usr/bin/python3"
 
 GATEWAY, GATEWAY_MAC = "203.0.113.254", "02:00:00:00:00:fe"
@@ -67,60 +70,24 @@ cluster:
   manifests: ["services.yaml"]
 """
 
-SERVICES = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: default}}
-spec:
-  type: NodePort
-  selector: {{app: web}}
-  ports:
-    - {{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: {tcp}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: echo, namespace: default}}
-spec:
-  type: NodePort
-  selector: {{app: echo}}
-  ports:
-    - {{name: dns, protocol: UDP, port: 53, targetPort: 5353, nodePort: {udp}}}
-"""
+SERVICES = WEB_AND_ECHO_SERVICES
 
 
-def log(msg):
-    print(f"two_ports: {msg}", file=sys.stderr, flush=True)
+log = make_log("two_ports")
 
 
-def sh(*cmd, check=True, timeout=20):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return r
-
-
-def eal_args():
-    base = ["--no-huge", "--no-shconf", "-m", "512", "--log-level", "*:error"]
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        return base + ["-l", f"{cpus[0]},{cpus[1]}"]
-    return base + ["--lcores", f"0@{cpus[0]},1@{cpus[0]}"]
-
-
-class Bed:
+class Bed(Namespaces):
     """nplb's namespace with two veths, one peer namespace per link; close() removes all."""
 
     def __init__(self):
+        super().__init__()
         tag = f"{os.getpid()}"
         self.ns_lb, self.ns_cli, self.ns_nod = f"nplb-2p-lb-{tag}", f"nplb-2p-cli-{tag}", f"nplb-2p-nod-{tag}"
         self.if_clients, self.if_nodes = "clients0", "nodes0"
         self.if_peer = "peer0"  # in each peer namespace
-        self.made = []
 
     def up(self):
-        for ns in (self.ns_lb, self.ns_cli, self.ns_nod):
-            sh("ip", "netns", "add", ns)
-            self.made.append(ns)
+        self.add(self.ns_lb, self.ns_cli, self.ns_nod)
         # The pairs are made inside the namespaces: nothing of ours sits in the root one.
         for lb_if, mac, peer_ns in ((self.if_clients, CLIENTS_MAC, self.ns_cli),
                                     (self.if_nodes, NODES_MAC, self.ns_nod)):
@@ -128,30 +95,11 @@ class Bed:
                "peer", "name", self.if_peer, "netns", peer_ns)
         for ns, dev in ((self.ns_lb, self.if_clients), (self.ns_lb, self.if_nodes),
                         (self.ns_cli, self.if_peer), (self.ns_nod, self.if_peer)):
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", check=False)
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", check=False)
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off",
-               "gro", "off")
-            sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "rx", "off", check=False)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            prepare_link(ns, dev)
         for dev, mac in ((self.if_clients, CLIENTS_MAC), (self.if_nodes, NODES_MAC)):
             got = json.loads(sh("ip", "-n", self.ns_lb, "-j", "link", "show", "dev", dev).stdout)[0]["address"]
             if got.lower() != mac:
                 raise RuntimeError(f"{dev} has MAC {got}, expected {mac}")
-
-    def close(self):
-        for ns in self.made:
-            # Processes still in the namespace are ours (nplb, peer): end them by pid.
-            r = sh("ip", "netns", "pids", ns, check=False)
-            for pid in r.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-        for ns in self.made:
-            sh("ip", "netns", "del", ns, check=False)
-        self.made = []
 
 
 def check_counters(c, rep, errors):
@@ -204,9 +152,7 @@ def main():
         log(f"{nplb} is not executable")
         return 1
 
-    def on_term(signum, frame):  # meson's timeout sends SIGTERM: still clean up in finally
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
+    raise_on_sigterm()  # meson's timeout sends SIGTERM: still clean up in finally
 
     t_start = time.monotonic()
     bed = Bed()
@@ -218,12 +164,10 @@ def main():
         bed.up()
         node_lines = "\n".join(f"    - {{name: {n}, address: {ip}}}" for n, (ip, _) in NODES.items())
         conf = os.path.join(work, "nplb.yaml")
-        with open(conf, "w") as f:
-            f.write(CONFIG.format(eal=json.dumps(eal_args()), if_nodes=bed.if_nodes, if_clients=bed.if_clients,
-                                  nodes_addr=NODES_ADDR, clients_addr=CLIENTS_ADDR, gw=GATEWAY, vip=VIP,
-                                  snat=SNAT, nodes=node_lines))
-        with open(os.path.join(work, "services.yaml"), "w") as f:
-            f.write(SERVICES.format(tcp=TCP_NODE_PORT, udp=UDP_NODE_PORT))
+        write_file(conf, CONFIG.format(eal=json.dumps(eal_args(single_cpu_on_first=True)), if_nodes=bed.if_nodes,
+                                       if_clients=bed.if_clients, nodes_addr=NODES_ADDR, clients_addr=CLIENTS_ADDR,
+                                       gw=GATEWAY, vip=VIP, snat=SNAT, nodes=node_lines))
+        write_file(os.path.join(work, "services.yaml"), SERVICES.format(tcp=TCP_NODE_PORT, udp=UDP_NODE_PORT))
 
         peer_cmd = ["ip", "netns", "exec", bed.ns_cli, PY, os.path.join(HERE, "two_ports_peer.py"),
                     "--clients-iface", bed.if_peer, "--nodes-iface", bed.if_peer, "--nodes-netns", bed.ns_nod,
@@ -240,17 +184,10 @@ def main():
         peer_out, peer_err = os.path.join(work, "peer.out"), os.path.join(work, "peer.log")
         with open(peer_out, "w") as out, open(peer_err, "w") as err:
             peer = subprocess.Popen(peer_cmd, stdout=out, stderr=err)
-        for _ in range(100):
-            if os.path.exists(os.path.join(work, "ready")) or peer.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            errors.append("peer not ready within 10 s")
+        wait_ready(os.path.join(work, "ready"), peer, errors)
 
         out_path, err_path = os.path.join(work, "nplb.out"), os.path.join(work, "nplb.log")
-        with open(out_path, "w") as out, open(err_path, "w") as err:
-            proc = subprocess.Popen(["ip", "netns", "exec", bed.ns_lb, nplb, "--config", conf],
-                                    stdout=out, stderr=err)
+        proc = start_nplb(bed.ns_lb, nplb, conf, out_path, err_path)
         log(f"nplb pid {proc.pid} in {bed.ns_lb}; peers in {bed.ns_cli}, {bed.ns_nod}; work dir {work}")
         rep = {}
         try:
@@ -270,29 +207,8 @@ def main():
             errors += [f"peer: {e}" for e in rep.get("errors", [])]
             log("peer report: " + json.dumps({k: v for k, v in rep.items() if k != "errors"}, sort_keys=True))
 
-        if proc.poll() is not None:
-            errors.append(f"nplb exited early with status {proc.returncode}")
-        else:
-            proc.send_signal(signal.SIGTERM)
-            t_stop = time.monotonic()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                errors.append("nplb did not stop within 10 s of SIGTERM")
-                proc.kill()
-                proc.wait(timeout=5)
-            t_stop = time.monotonic() - t_stop
-            log(f"nplb stopped {t_stop:.2f} s after SIGTERM, status {proc.returncode}")
-            if t_stop > 1.5:
-                errors.append(f"nplb took {t_stop:.2f} s to stop after SIGTERM (spec: within a second)")
-            if proc.returncode != 0:
-                errors.append(f"nplb exit status {proc.returncode} after SIGTERM")
-        out_text = open(out_path).read()
-        try:
-            counters = json.loads(out_text)
-        except json.JSONDecodeError:
-            counters = None
-            errors.append(f"nplb stdout is not one JSON object: {out_text[-500:]!r}")
+        stop_nplb(proc, errors, log)
+        counters = read_counters(out_path, errors)
         if counters is not None:
             log("nplb counters: " + json.dumps({k: counters.get(k) for k in
                                                  ("ports", "flows_created", "services", "backends")},
@@ -305,23 +221,12 @@ def main():
     except (Exception, KeyboardInterrupt) as e:
         errors.append(f"harness: {e!r}")
     finally:
-        for p in (proc, peer):
-            if p is not None and p.poll() is None:
-                p.kill()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+        kill_all(proc, peer)
         bed.close()
-        if args.keep_logs:
-            subprocess.run(["cp", "-r", work + "/.", args.keep_logs], check=False)
-        subprocess.run(["rm", "-rf", work], check=False)
+        keep_and_remove(work, args.keep_logs)
 
     took = time.monotonic() - t_start
-    if errors:
-        for e in errors:
-            log("FAIL " + e)
-        log(f"FAILED with {len(errors)} error(s) in {took:.1f} s")
+    if report_failures(errors, took, log):
         return 1
     log(f"PASS: {N_TCP} TCP connections and {N_UDP} UDP flows across two ports, each link carrying only "
         f"its side, in {took:.1f} s (peer {t_peer:.1f} s)")
