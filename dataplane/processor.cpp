@@ -34,9 +34,7 @@ void WorkerState::watch_flood(uint64_t now, uint64_t tsc_hz) {
 }
 
 uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
-  uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) {
-    snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be));
-  });
+  uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) { release_snat(e); });
   counters.flows_expired += n;
   return n;
 }
@@ -376,7 +374,7 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   if (index == FlowTable::kNoEntry) {
     // Full: make room from embryonic connections only; established ones are
     // never evicted for new ones.
-    auto release = [&w](const FlowEntry& e) { w.snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be)); };
+    auto release = [&w](const FlowEntry& e) { w.release_snat(e); };
     if (w.flows.evict_embryonic(64, release)) {
       ++w.counters.flows_evicted;
       index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
@@ -586,15 +584,14 @@ Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbo
     if (!tcp && e.direction == FlowDirection::original) {
       // UDP has no connection to keep: the client's next datagram goes to a
       // live backend at once, so no stale state blackholes the flow.
-      w.snat.release(e.snat_pool, __builtin_bswap16(e.new_src_port_be));
+      w.release_snat(e);
       w.flows.remove_connection(work.index);
       ++w.counters.flows_moved;
       w.flows_changed_in_burst = true;
       return open_connection(w, s, neighbors, f, work.key, work.hash, now);
     }
     if (tcp && s.reset_on_backend_removed) {
-      w.snat.release(w.flows.entry(w.flows.original_of(work.index)).snat_pool,
-                     __builtin_bswap16(w.flows.entry(w.flows.original_of(work.index)).new_src_port_be));
+      w.release_snat(w.flows.entry(w.flows.original_of(work.index)));
       bool from_client = e.direction == FlowDirection::original;
       w.flows.remove_connection(work.index);
       w.flows_changed_in_burst = true;

@@ -100,6 +100,10 @@ struct alignas(64) WorkerState {
   uint64_t reject_refill_tsc = 0;
 
   void drop(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
+  // Gives back the SNAT port of a connection, given its original entry.
+  void release_snat(const FlowEntry& original) {
+    snat.release(original.snat_pool, __builtin_bswap16(original.new_src_port_be));
+  }
   // Expires idle connections and gives their SNAT ports back.
   uint32_t expire(uint64_t now, uint32_t budget);
   // Measures the new-flow rate in 100 ms windows and switches flood mode.
