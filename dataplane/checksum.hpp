@@ -3,6 +3,7 @@
 // translates, it never repairs.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -42,5 +43,30 @@ inline uint16_t checksum_update32(uint16_t checksum_be, uint32_t old_be, uint32_
   sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
+
+// RFC 1624's ~m + m' for a field changing from old_be to new_be, unfolded;
+// several fields' differences add up, fold once, and apply with checksum_apply.
+inline uint32_t checksum_diff16(uint16_t old_be, uint16_t new_be) {
+  return uint32_t(static_cast<uint16_t>(~old_be)) + new_be;
+}
+inline uint32_t checksum_diff32(uint32_t old_be, uint32_t new_be) {
+  return checksum_diff16(static_cast<uint16_t>(old_be), static_cast<uint16_t>(new_be)) +
+         checksum_diff16(static_cast<uint16_t>(old_be >> 16), static_cast<uint16_t>(new_be >> 16));
+}
+inline uint16_t checksum_fold(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+// HC' = ~(~HC + difference).
+inline uint16_t checksum_apply(uint16_t checksum_be, uint16_t difference) {
+  return static_cast<uint16_t>(~checksum_fold(uint32_t(static_cast<uint16_t>(~checksum_be)) + difference));
+}
+
+// The difference of decrementing an IPv4 TTL, whatever its value above 0:
+// the (TTL, protocol) word loses one in the TTL byte, so ~m + m' = ~one,
+// with `one` that byte's 1 as this machine loads the word.
+inline constexpr uint16_t kTtlDecrementDiff =
+    static_cast<uint16_t>(~(std::endian::native == std::endian::little ? 0x0001 : 0x0100));
 
 }  // namespace nplb

@@ -1,23 +1,12 @@
 #include "flow_table.hpp"
 
+#include "checksum.hpp"
+
 #include <bit>
 #include <new>
 #include <stdexcept>
 
 namespace nplb {
-
-uint64_t flow_key_hash(const FlowKeyV4& key) {
-  // Two multiply-xorshift rounds over the key's two 64-bit words: local to
-  // this worker's table, so speed matters more than cross-machine stability.
-  uint64_t w0, w1;
-  std::memcpy(&w0, &key, 8);
-  std::memcpy(&w1, reinterpret_cast<const uint8_t*>(&key) + 8, 8);
-  uint64_t h = w0 * 0x9e3779b97f4a7c15ull ^ std::rotl(w1 * 0xc2b2ae3d27d4eb4full, 31);
-  h ^= h >> 29;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 32;
-  return h;
-}
 
 FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) {
   if (connections == 0 || connections > (1u << 30)) throw std::invalid_argument("flow table capacity out of range");
@@ -27,58 +16,70 @@ FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) 
   buckets_.reset(new Bucket[buckets]);
   entries_.reset(new FlowEntry[entry_count_]);
   free_stack_.reset(new uint32_t[entry_count_]);
-  for (uint64_t b = 0; b < buckets; ++b)
-    for (int s = 0; s < kSlotsPerBucket; ++s) {
-      buckets_[b].signature[s].store(0, std::memory_order_relaxed);
-      buckets_[b].entry[s].store(kNoEntry, std::memory_order_relaxed);
-    }
+  for (uint64_t b = 0; b < buckets; ++b) buckets_[b] = Bucket{};
   // Hand out low indices first: a small table stays dense in the cache.
   for (uint32_t i = entry_count_ - 1; i >= 1; --i) push_free(i);
 }
 
 uint32_t FlowTable::lookup(const FlowKeyV4& key, uint64_t hash) const {
-  uint32_t sig = signature_of(hash);
-  for (uint32_t b : {first_bucket(hash), second_bucket(hash)}) {
-    const Bucket& bucket = buckets_[b];
-    for (int s = 0; s < kSlotsPerBucket; ++s) {
-      if (bucket.signature[s].load(std::memory_order_relaxed) != sig) continue;
-      uint32_t index = bucket.entry[s].load(std::memory_order_acquire);
-      if (index != kNoEntry && entries_[index].key == key) return index;
-    }
-  }
-  return kNoEntry;
+  uint16_t sig = signature_of(hash);
+  const Bucket& first = buckets_[first_bucket(hash)];
+  if (uint32_t index = find_in(first, sig, key)) return index;
+  return first.spilled ? find_in(buckets_[second_bucket(hash)], sig, key) : kNoEntry;
 }
 
+namespace {
+int free_slot(const uint32_t (&entry)[FlowTable::kSlotsPerBucket]) {
+  for (int s = 0; s < FlowTable::kSlotsPerBucket; ++s)
+    if (entry[s] == FlowTable::kNoEntry) return s;
+  return -1;
+}
+}  // namespace
+
 bool FlowTable::place(uint32_t index, uint64_t hash) {
-  // Two choices, no displacement: the emptier bucket takes it. Without
-  // cuckoo moves an entry never changes bucket, so readers never miss it.
-  Bucket* candidates[2] = {&buckets_[first_bucket(hash)], &buckets_[second_bucket(hash)]};
-  int best_slot[2] = {-1, -1};
-  int free_slots[2] = {0, 0};
-  for (int c = 0; c < 2; ++c)
-    for (int s = 0; s < kSlotsPerBucket; ++s)
-      if (candidates[c]->entry[s].load(std::memory_order_relaxed) == kNoEntry) {
-        if (best_slot[c] < 0) best_slot[c] = s;
-        ++free_slots[c];
-      }
-  int c = free_slots[1] > free_slots[0] ? 1 : 0;
-  if (best_slot[c] < 0) return false;
-  candidates[c]->signature[best_slot[c]].store(signature_of(hash), std::memory_order_relaxed);
-  candidates[c]->entry[best_slot[c]].store(index, std::memory_order_release);
-  return true;
+  // The first bucket while it has room, else the second, counted as a spill
+  // in the first.
+  uint32_t first = first_bucket(hash), second = second_bucket(hash);
+  auto put = [&](uint32_t b, int slot) {
+    buckets_[b].signature[slot] = signature_of(hash);
+    buckets_[b].entry[slot] = index;
+    if (b != first) ++buckets_[first].spilled;
+    return true;
+  };
+  if (int slot = free_slot(buckets_[first].entry); slot >= 0) return put(first, slot);
+  if (int slot = free_slot(buckets_[second].entry); slot >= 0) return put(second, slot);
+  // Both full (a few in ten thousand inserts near capacity): one cuckoo step
+  // moves a resident of either bucket to its other bucket and takes its slot.
+  // Only this worker looks keys up, so a move is never seen half done.
+  for (uint32_t b : {first, second}) {
+    for (int s = 0; s < kSlotsPerBucket; ++s) {
+      uint32_t resident = buckets_[b].entry[s];
+      uint64_t resident_hash = hash_of(resident);
+      uint32_t its_first = first_bucket(resident_hash), its_second = second_bucket(resident_hash);
+      uint32_t other = b == its_first ? its_second : its_first;
+      if (other == b) continue;
+      int free = free_slot(buckets_[other].entry);
+      if (free < 0) continue;
+      buckets_[other].signature[free] = buckets_[b].signature[s];
+      buckets_[other].entry[free] = resident;
+      if (other == its_second) ++buckets_[its_first].spilled; else --buckets_[its_first].spilled;
+      return put(b, s);
+    }
+  }
+  return false;
 }
 
 void FlowTable::unplace(uint32_t index) {
   uint64_t hash = hash_of(index);
-  for (uint32_t b : {first_bucket(hash), second_bucket(hash)}) {
-    Bucket& bucket = buckets_[b];
+  Bucket& first = buckets_[first_bucket(hash)];
+  for (Bucket* bucket : {&first, &buckets_[second_bucket(hash)]})
     for (int s = 0; s < kSlotsPerBucket; ++s)
-      if (bucket.entry[s].load(std::memory_order_relaxed) == index) {
-        bucket.entry[s].store(kNoEntry, std::memory_order_release);
-        bucket.signature[s].store(0, std::memory_order_relaxed);
+      if (bucket->entry[s] == index) {
+        bucket->entry[s] = kNoEntry;
+        bucket->signature[s] = 0;
+        if (bucket != &first) --first.spilled;
         return;
       }
-  }
 }
 
 void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now,
@@ -99,6 +100,12 @@ void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState sta
   e.tx_port = from.tx_port;
   e.next_hop_be = from.next_hop_be;
   e.snat_pool = from.snat_pool;
+  // The checksum differences of this rewrite (RFC 1624): the packet's
+  // fields are the key's, so they are known now, once per flow.
+  uint32_t addresses = checksum_diff32(from.key.src_be, from.new_src_be) + checksum_diff32(from.key.dst_be, from.new_dst_be);
+  e.ip_checksum_delta = checksum_fold(addresses + kTtlDecrementDiff);
+  e.l4_checksum_delta = checksum_fold(addresses + checksum_diff16(from.key.src_port_be, from.new_src_port_be) +
+                                      checksum_diff16(from.key.dst_port_be, from.new_dst_port_be));
   e.last_seen.store(now, std::memory_order_relaxed);
   e.state.store(state, std::memory_order_relaxed);
   e.version.store(v + 2, std::memory_order_release);

@@ -1,29 +1,45 @@
 // The per-worker connection table.
 //
-// One worker writes it; the control thread may read it at any time (listing
-// flows) without stopping the worker. Layout, after VPP's lbhash and
-// rte_cuckoo_hash: a bucket is exactly one cache line of 8 (signature, entry)
-// slots, and an entry is exactly one cache line, so an established-flow
-// lookup touches two lines, both prefetchable a burst ahead.
+// One worker reads and writes it; the control thread may copy entries out at
+// any time (read(), for listings) without stopping the worker. Layout, after
+// VPP's lbhash and rte_cuckoo_hash: a bucket is exactly one cache line of 8
+// (16-bit signature, entry index) slots, and an entry is exactly one cache
+// line holding the key and the whole rewrite, checksum deltas included, so an
+// established-flow packet touches two lines, both prefetched a burst ahead.
+//
+// Placement prefers the first of a key's two buckets and spills to the
+// second only when the first is full; the first bucket counts its spills, so
+// a lookup reads the second line only when something actually spilled
+// (under 1% of entries at the sizing below) and a miss costs one line. When
+// both are full, one cuckoo step moves a resident to its other bucket: so
+// key lookups (lookup, candidate) belong to the worker's thread alone;
+// other threads read entries by index.
 //
 // Each connection owns two entries: the original direction (client ->
 // frontend) and the reply direction (backend -> SNAT address); each records
-// the other as its partner and the translation to apply.
+// the other as its partner and the translation to apply. Each direction
+// keeps its own last_seen and a mirror of the TCP state, so a packet touches
+// only its own entry; expiry looks at the partner only for a connection its
+// own direction says is idle.
 //
-// Concurrency: the worker is the only writer. Slots are published with a
-// release store after the entry is complete; an entry's key and translation
-// are written under a sequence counter, so a reader that races with reuse
-// sees an odd or changed version and retries or skips. last_seen and state
-// are single relaxed atomic words: readers may see them a packet late.
+// Concurrency: the worker is the only writer. An entry's key and translation
+// are written under a sequence counter, so a reader on another thread that
+// races with reuse sees an odd or changed version and skips. last_seen and
+// state are single relaxed atomic words: readers may see them a packet late.
 //
 // Expiry is incremental: expire_step() looks at a few entries per call from a
 // moving cursor, never the whole table at once.
 #pragma once
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace nplb {
 
@@ -41,7 +57,25 @@ struct FlowKeyV4 {
 };
 static_assert(sizeof(FlowKeyV4) == 16);
 
-uint64_t flow_key_hash(const FlowKeyV4& key);
+// The key's bytes as two little-endian words: (src | dst << 32) and
+// (sport | dport << 16 | protocol << 32). The fast path builds them in
+// registers from the packet, so hashing never reloads a key just stored
+// field by field (a store-forwarding stall of ~15 cycles).
+inline uint64_t flow_hash_words(uint64_t w0, uint64_t w1) {
+  // Two multiply-xorshift rounds: local to this worker's table, so speed
+  // matters more than cross-machine stability.
+  uint64_t h = w0 * 0x9e3779b97f4a7c15ull ^ std::rotl(w1 * 0xc2b2ae3d27d4eb4full, 31);
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
+  return h;
+}
+inline uint64_t flow_key_hash(const FlowKeyV4& key) {
+  uint64_t w0, w1;
+  std::memcpy(&w0, &key, 8);
+  std::memcpy(&w1, reinterpret_cast<const uint8_t*>(&key) + 8, 8);
+  return flow_hash_words(w0, w1);
+}
 
 enum class FlowState : uint8_t {
   free = 0,
@@ -53,7 +87,7 @@ enum class FlowState : uint8_t {
 enum class FlowDirection : uint8_t { original = 0, reply = 1 };
 
 struct alignas(64) FlowEntry {
-  std::atomic<uint64_t> last_seen{0};  // TSC of the connection's last packet (original entry)
+  std::atomic<uint64_t> last_seen{0};  // TSC of this direction's last packet
   std::atomic<uint32_t> version{0};    // even: stable; odd: being written
   FlowKeyV4 key;
   // The rewrite for packets matching `key`: new source and destination.
@@ -62,12 +96,18 @@ struct alignas(64) FlowEntry {
   uint16_t new_src_port_be = 0;
   uint16_t new_dst_port_be = 0;
   uint32_t partner = 0;      // entry index of the other direction
-  uint32_t service_id = 0;   // stable id of the service port (counters)
   uint32_t backend_id = 0;   // stable id of the backend (counters)
   uint32_t next_hop_be = 0;  // IPv4 next hop for this direction
-  uint32_t snat_pool = 0;    // SNAT pool the port came from
-  uint16_t tx_port = 0;      // egress port for this direction
-  std::atomic<FlowState> state{FlowState::free};
+  uint16_t service_id = 0;   // stable id of the service port (counters; < kMaxServicePorts)
+  uint16_t snat_pool = 0;    // SNAT pool the port came from
+  // RFC 1624 differences (~m + m', folded) of the rewrite, from `key` to the
+  // new fields: the IPv4 header's (addresses and the TTL decrement) and the
+  // TCP/UDP checksum's (addresses in the pseudo header, ports). Filled by
+  // the table when the entry is written.
+  uint16_t ip_checksum_delta = 0;
+  uint16_t l4_checksum_delta = 0;
+  uint8_t tx_port = 0;       // egress port for this direction
+  std::atomic<FlowState> state{FlowState::free};  // the connection's; the same in both entries
   FlowDirection direction = FlowDirection::original;
 };
 static_assert(sizeof(FlowEntry) == 64, "a flow entry is one cache line");
@@ -101,32 +141,27 @@ class FlowTable {
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 
-  void prefetch(uint64_t hash) const {
-    __builtin_prefetch(&buckets_[hash & bucket_mask_]);
-    __builtin_prefetch(&buckets_[second_bucket(hash)]);
-  }
+  // Requests the key's first bucket: where all but the spilled entries are.
+  void prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[first_bucket(hash)]); }
 
   // Requests the lines of the next `count` entries insert_connection() takes.
   void prefetch_free(uint32_t count) const {
     for (uint32_t i = 0; i < count && i < free_top_; ++i) __builtin_prefetch(&entries_[free_stack_[free_top_ - 1 - i]], 1);
   }
 
-  // The entry matching `key`, or kNoEntry.
+  // The entry matching `key`, or kNoEntry. The worker's thread only.
   uint32_t lookup(const FlowKeyV4& key, uint64_t hash) const;
 
   // The first entry whose signature matches, from the buckets alone (the
   // entry is not touched, so a burst can prefetch it first); kNoEntry means
   // the key is certainly absent. Confirm with entry(i).key == key.
   uint32_t candidate(uint64_t hash) const {
-    uint32_t sig = signature_of(hash);
-    for (uint32_t b : {first_bucket(hash), second_bucket(hash)}) {
-      const Bucket& bucket = buckets_[b];
-      for (int s = 0; s < kSlotsPerBucket; ++s)
-        if (bucket.signature[s].load(std::memory_order_relaxed) == sig) {
-          uint32_t index = bucket.entry[s].load(std::memory_order_acquire);
-          if (index != kNoEntry) return index;
-        }
-    }
+    uint16_t sig = signature_of(hash);
+    const Bucket& first = buckets_[first_bucket(hash)];
+    if (uint32_t m = first.matches(sig)) return first.entry[std::countr_zero(m) / 2];
+    if (first.spilled == 0) return kNoEntry;
+    const Bucket& second = buckets_[second_bucket(hash)];
+    if (uint32_t m = second.matches(sig)) return second.entry[std::countr_zero(m) / 2];
     return kNoEntry;
   }
 
@@ -175,16 +210,39 @@ class FlowTable {
   uint32_t entry_count() const { return entry_count_; }
 
  private:
+  // Written and read by the worker only.
   struct alignas(64) Bucket {
-    std::atomic<uint32_t> signature[kSlotsPerBucket];
-    std::atomic<uint32_t> entry[kSlotsPerBucket];
+    uint16_t signature[kSlotsPerBucket];  // 0: free slot
+    uint32_t entry[kSlotsPerBucket];
+    uint32_t spilled;  // entries whose first bucket this is, placed in their second
+    uint32_t unused[3];
+    // Two bits per slot whose signature is `sig`.
+    uint32_t matches(uint16_t sig) const {
+#if defined(__SSE2__)
+      __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(signature));
+      return static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)))));
+#else
+      uint32_t m = 0;
+      for (int s = 0; s < kSlotsPerBucket; ++s)
+        if (signature[s] == sig) m |= 3u << (2 * s);
+      return m;
+#endif
+    }
   };
   static_assert(sizeof(Bucket) == 64, "a bucket is one cache line");
 
-  static uint32_t signature_of(uint64_t hash) { return static_cast<uint32_t>(hash >> 32) | 1u; }
+  static uint16_t signature_of(uint64_t hash) { return static_cast<uint16_t>(hash >> 48) | 1u; }
   uint32_t first_bucket(uint64_t hash) const { return static_cast<uint32_t>(hash) & bucket_mask_; }
   uint32_t second_bucket(uint64_t hash) const {
     return static_cast<uint32_t>((hash >> 32) * 0x9e3779b1u >> 7) & bucket_mask_;
+  }
+  uint32_t find_in(const Bucket& bucket, uint16_t sig, const FlowKeyV4& key) const {
+    for (uint32_t m = bucket.matches(sig); m; m &= m - 1) {
+      uint32_t index = bucket.entry[std::countr_zero(m) / 2];
+      m &= m - 1;  // each slot has two bits
+      if (entries_[index].key == key) return index;
+    }
+    return kNoEntry;
   }
   bool place(uint32_t index, uint64_t hash);
   void unplace(uint32_t index);
@@ -217,8 +275,10 @@ uint32_t FlowTable::expire_step(uint64_t now, uint32_t budget, OnExpired&& on_ex
     FlowEntry& e = entries_[index];
     FlowState state = e.state.load(std::memory_order_relaxed);
     if (state == FlowState::free || e.direction != FlowDirection::original) continue;
-    uint64_t idle = now - e.last_seen.load(std::memory_order_relaxed);
-    if (idle <= timeout_for(state, e.key.protocol)) continue;
+    uint64_t timeout = timeout_for(state, e.key.protocol);
+    if (now - e.last_seen.load(std::memory_order_relaxed) <= timeout) continue;
+    // Idle this way; the connection is idle only if the reply side is too.
+    if (now - entries_[e.partner].last_seen.load(std::memory_order_relaxed) <= timeout) continue;
     on_expired(e);
     remove_connection(index);
     ++expired;

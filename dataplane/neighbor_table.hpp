@@ -20,19 +20,24 @@ class NeighborTable {
  public:
   explicit NeighborTable(uint32_t capacity = 4096);
 
-  // Fast path: the MAC for `ip_be`, written into `mac`; false if unknown.
-  bool lookup(uint32_t ip_be, MacAddr& mac) const {
+  // Fast path: the MAC for `ip_be` as a word, byte b at bits 8b (so a
+  // little-endian 4-byte and 2-byte store write it out); false if unknown.
+  bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
     for (uint32_t i = slot_of(ip_be), probes = 0; probes <= mask_; i = (i + 1) & mask_, ++probes) {
       uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
       if (key == ip_be) {
-        uint64_t word = slots_[i].mac_word.load(std::memory_order_relaxed);
-        if (!(word & kValid)) return false;
-        for (int b = 0; b < 6; ++b) mac.bytes[b] = static_cast<uint8_t>(word >> (8 * b));
-        return true;
+        mac_word = slots_[i].mac_word.load(std::memory_order_relaxed);
+        return (mac_word & kValid) != 0;
       }
       if (key == 0) return false;
     }
     return false;
+  }
+  bool lookup(uint32_t ip_be, MacAddr& mac) const {
+    uint64_t word;
+    if (!lookup_word(ip_be, word)) return false;
+    for (int b = 0; b < 6; ++b) mac.bytes[b] = static_cast<uint8_t>(word >> (8 * b));
+    return true;
   }
 
   // Control thread only. `is_static` entries are never overwritten by learning.

@@ -78,61 +78,57 @@ bool is_martian_source(uint32_t src_be) {
 }
 
 // Rewrites addresses and ports, decrements TTL, and updates both checksums
-// incrementally (RFC 1624): a checksum that arrived bad leaves bad.
-void translate(const Frame& f, uint32_t new_src_be, uint32_t new_dst_be, uint16_t new_sport_be,
-               uint16_t new_dport_be) {
+// by the flow's precomputed RFC 1624 differences: a checksum that arrived
+// bad leaves bad.
+void translate(const Frame& f, const FlowEntry& e) {
   uint8_t* ip = f.ip();
   uint8_t* l4 = f.l4();
-  uint32_t old_src = load32(ip + kIpSrc), old_dst = load32(ip + kIpDst);
-  uint16_t old_sport = load16(l4), old_dport = load16(l4 + 2);
-
-  uint16_t ip_sum = load16(ip + kIpChecksum);
-  uint16_t old_ttl_word = load16(ip + kIpTtl);
   ip[kIpTtl] -= 1;
-  ip_sum = checksum_update16(ip_sum, old_ttl_word, load16(ip + kIpTtl));
-  ip_sum = checksum_update32(ip_sum, old_src, new_src_be);
-  ip_sum = checksum_update32(ip_sum, old_dst, new_dst_be);
-  store16(ip + kIpChecksum, ip_sum);
-  store32(ip + kIpSrc, new_src_be);
-  store32(ip + kIpDst, new_dst_be);
+  store16(ip + kIpChecksum, checksum_apply(load16(ip + kIpChecksum), e.ip_checksum_delta));
+  store32(ip + kIpSrc, e.new_src_be);
+  store32(ip + kIpDst, e.new_dst_be);
 
-  size_t sum_at = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? kTcpChecksum : kUdpChecksum;
-  uint16_t l4_sum = load16(l4 + sum_at);
   bool udp = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::udp);
+  uint8_t* l4_sum_at = l4 + (udp ? kUdpChecksum : kTcpChecksum);
+  uint16_t l4_sum = load16(l4_sum_at);
   // RFC 768: a UDP checksum of zero over IPv4 means "none"; it stays zero.
   if (!(udp && l4_sum == 0)) {
-    l4_sum = checksum_update32(l4_sum, old_src, new_src_be);
-    l4_sum = checksum_update32(l4_sum, old_dst, new_dst_be);
-    l4_sum = checksum_update16(l4_sum, old_sport, new_sport_be);
-    l4_sum = checksum_update16(l4_sum, old_dport, new_dport_be);
+    l4_sum = checksum_apply(l4_sum, e.l4_checksum_delta);
     // RFC 768: a computed zero is sent as all ones.
     if (udp && l4_sum == 0) l4_sum = 0xffff;
-    store16(l4 + sum_at, l4_sum);
+    store16(l4_sum_at, l4_sum);
   }
-  store16(l4, new_sport_be);
-  store16(l4 + 2, new_dport_be);
+  store16(l4, e.new_src_port_be);
+  store16(l4 + 2, e.new_dst_port_be);
 }
+
+static_assert(std::endian::native == std::endian::little, "MAC words are stored little-endian");
 
 bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* frame, uint16_t tx_port,
               uint32_t next_hop_be) {
-  MacAddr dst;
-  if (!neighbors.lookup(next_hop_be, dst)) {
+  uint64_t dst;
+  if (!neighbors.lookup_word(next_hop_be, dst)) {
     const WorkerState::GleanedNeighbor& g = w.gleaned[WorkerState::gleaned_slot(next_hop_be)];
     if (g.ip_be != next_hop_be) {
       w.drop(DropReason::neighbor_unresolved);
       w.events.push(WorkerEvent{WorkerEvent::Kind::next_hop_wanted, tx_port, next_hop_be, {}});
       return false;
     }
-    dst = g.mac;
+    std::memcpy(frame, g.mac.bytes.data(), 6);
+  } else {
+    // Whole words from a register: byte-wise copies here stall the next load.
+    store32(frame, static_cast<uint32_t>(dst));
+    store16(frame + 4, static_cast<uint16_t>(dst >> 32));
   }
-  std::memcpy(frame, dst.bytes.data(), 6);
   std::memcpy(frame + 6, s.ports[tx_port].mac.bytes.data(), 6);
   return true;
 }
 
-// TCP state of a connection, moved by what each direction sends.
-void track_tcp(FlowEntry& original, FlowDirection direction, uint8_t flags) {
-  FlowState state = original.state.load(std::memory_order_relaxed);
+// TCP state of a connection, moved by what each direction sends. Both
+// entries carry it, so a packet reads only its own; a change writes both.
+void track_tcp(FlowTable& flows, FlowEntry& e, uint8_t flags) {
+  FlowDirection direction = e.direction;
+  FlowState state = e.state.load(std::memory_order_relaxed);
   FlowState next = state;
   if (flags & (kTcpRst | kTcpFin)) {
     next = FlowState::closing;
@@ -141,7 +137,10 @@ void track_tcp(FlowEntry& original, FlowDirection direction, uint8_t flags) {
   } else if (direction == FlowDirection::original && (flags & kTcpSyn) && state == FlowState::closing) {
     next = FlowState::syn_sent;  // the client reuses its port for a new connection
   }
-  if (next != state) original.state.store(next, std::memory_order_relaxed);
+  if (next != state) {
+    e.state.store(next, std::memory_order_relaxed);
+    flows.entry(e.partner).state.store(next, std::memory_order_relaxed);
+  }
 }
 
 // RFC 9293 3.1 allows any flag mix on the wire, but these never occur in a
@@ -162,7 +161,7 @@ Outcome dropped(WorkerState& w, DropReason r) {
 Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
                    const FlowEntry& e) {
   if (!set_macs(w, s, neighbors, f.bytes, e.tx_port, e.next_hop_be)) return Outcome{Action::drop, 0};
-  translate(f, e.new_src_be, e.new_dst_be, e.new_src_port_be, e.new_dst_port_be);
+  translate(f, e);
   ++w.service_packets[e.service_id];
   ++w.backend_packets[e.backend_id];
   ++w.counters.forwarded;
@@ -350,11 +349,11 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   original.new_dst_be = backend.address_be;
   original.new_src_port_be = snat_port_be;
   original.new_dst_port_be = backend.port_be;
-  original.service_id = service->stable_id;
+  original.service_id = static_cast<uint16_t>(service->stable_id);
   original.backend_id = backend.stable_id;
-  original.tx_port = backend.route.port;
+  original.tx_port = static_cast<uint8_t>(backend.route.port);
   original.next_hop_be = backend.route.next_hop_be;
-  original.snat_pool = pool;
+  original.snat_pool = static_cast<uint16_t>(pool);
 
   FlowEntry reply;
   reply.key = FlowKeyV4{backend.address_be, snat_be, backend.port_be, snat_port_be, key.protocol, {0, 0, 0}};
@@ -362,11 +361,11 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   reply.new_dst_be = key.src_be;
   reply.new_src_port_be = key.dst_port_be;
   reply.new_dst_port_be = key.src_port_be;
-  reply.service_id = service->stable_id;
+  reply.service_id = static_cast<uint16_t>(service->stable_id);
   reply.backend_id = backend.stable_id;
-  reply.tx_port = to_client.port;
+  reply.tx_port = static_cast<uint8_t>(to_client.port);
   reply.next_hop_be = to_client.next_hop_be;
-  reply.snat_pool = pool;
+  reply.snat_pool = static_cast<uint16_t>(pool);
 
   FlowState state = key.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? FlowState::syn_sent : FlowState::established;
   uint64_t reply_hash = flow_key_hash(reply.key);
@@ -552,7 +551,8 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
   }
   len = p.frame_len;  // trim Ethernet padding: checksums cover the IP length only
   work.key = FlowKeyV4{src_be, dst_be, p.src_port_be, p.dst_port_be, p.protocol, {0, 0, 0}};
-  work.hash = flow_key_hash(work.key);
+  work.hash = flow_hash_words(uint64_t(src_be) | uint64_t(dst_be) << 32,
+                              uint64_t(p.src_port_be) | uint64_t(p.dst_port_be) << 16 | uint64_t(p.protocol) << 32);
   work.to_snat = to_snat;
   work.needs_flow = true;
 }
@@ -562,13 +562,18 @@ Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbo
                  uint32_t capacity, uint16_t in_port, PacketWork& work, uint64_t now) {
   Frame f{bytes, work.parsed, len, capacity, in_port};
   bool tcp = work.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp);
-  // The lookup ran for the whole burst before any packet completed: an
-  // earlier packet of this burst may have opened this connection (SYN then
-  // ACK) or evicted the entry found. Look again when that can have happened.
-  if (w.flows_changed_in_burst &&
-      (work.index == FlowTable::kNoEntry || !(w.flows.entry(work.index).key == work.key) ||
-       w.flows.entry(work.index).state.load(std::memory_order_relaxed) == FlowState::free))
-    work.index = w.flows.lookup(work.key, work.hash);
+  // The bucket stage gave a candidate by signature: confirm its key (the
+  // entry's line was requested a stage ago). The lookup also ran for the
+  // whole burst before any packet completed: an earlier packet of this burst
+  // may have opened this connection (SYN then ACK) or freed the entry found.
+  bool look_again;
+  if (work.index == FlowTable::kNoEntry) {
+    look_again = w.flows_changed_in_burst;
+  } else {
+    const FlowEntry& found = w.flows.entry(work.index);
+    look_again = !(found.key == work.key) || found.state.load(std::memory_order_relaxed) == FlowState::free;
+  }
+  if (look_again) work.index = w.flows.lookup(work.key, work.hash);
   if (work.index == FlowTable::kNoEntry) {
     if (work.to_snat) return dropped(w, DropReason::no_reverse_flow);
     // Only a packet that may open a connection creates state; anything else
@@ -603,9 +608,8 @@ Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbo
       return dropped(w, DropReason::backend_removed);
     }
   }
-  FlowEntry& original = e.direction == FlowDirection::original ? e : w.flows.entry(e.partner);
-  original.last_seen.store(now, std::memory_order_relaxed);
-  if (tcp) track_tcp(original, e.direction, work.parsed.tcp_flags);
+  e.last_seen.store(now, std::memory_order_relaxed);
+  if (tcp) track_tcp(w.flows, e, work.parsed.tcp_flags);
   return forward_by(w, s, neighbors, f, e);
 }
 
@@ -645,24 +649,11 @@ void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neigh
     if (!work.needs_flow) continue;
     work.index = w.flows.candidate(work.hash);
     if (work.index != FlowTable::kNoEntry)
-      __builtin_prefetch(&w.flows.entry(work.index));
+      __builtin_prefetch(&w.flows.entry(work.index), 1);  // last_seen is written
     else
       ++misses;
   }
   if (misses) w.flows.prefetch_free(2 * misses);
-  // Confirm the keys; a reply-direction hit updates its original entry, so
-  // request that line too.
-  for (uint16_t i = 0; i < n; ++i) {
-    PacketWork& work = slots[i].w;
-    if (!work.needs_flow || work.index == FlowTable::kNoEntry) continue;
-    const FlowEntry* e = &w.flows.entry(work.index);
-    if (!(e->key == work.key)) {
-      work.index = w.flows.lookup(work.key, work.hash);
-      if (work.index == FlowTable::kNoEntry) continue;
-      e = &w.flows.entry(work.index);
-    }
-    if (e->direction == FlowDirection::reply) __builtin_prefetch(&w.flows.entry(e->partner), 1);
-  }
   w.flows_changed_in_burst = false;
   for (uint16_t i = 0; i < n; ++i)
     pkts[i].outcome = slots[i].w.needs_flow ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len,

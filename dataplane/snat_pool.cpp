@@ -32,6 +32,7 @@ void snat_slice(uint16_t first, uint16_t last, uint32_t worker, uint32_t workers
 SnatPorts::SnatPorts(uint16_t first, uint16_t last, uint32_t max_pools)
     : first_(first), slice_size_(uint32_t(last) - first + 1), max_pools_(max_pools) {
   if (last < first || max_pools == 0) throw std::invalid_argument("empty SNAT port slice or pool table");
+  if (max_pools > 65535) throw std::invalid_argument("more than 65535 SNAT pools (flow entries hold 16-bit pool ids)");
   uint32_t index_size = std::bit_ceil(max_pools * 2);
   index_mask_ = index_size - 1;
   pools_.reset(new Pool[max_pools]);
