@@ -64,6 +64,8 @@ struct ParseOptions {
 };
 
 ParsedFrame parse_frame(const uint8_t* frame, uint32_t len, ParseOptions options = {});
+// The same into `out` (the fast path: no struct copy).
+void parse_frame_into(const uint8_t* frame, uint32_t len, ParseOptions options, ParsedFrame& out);
 
 // Network-order loads and stores that do not assume alignment.
 inline uint16_t load_be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }

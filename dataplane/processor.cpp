@@ -478,7 +478,7 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
               ParseOptions options, PacketWork& work) {
   work.needs_flow = false;
   ParsedFrame& p = work.parsed;
-  p = parse_frame(bytes, len, options);
+  parse_frame_into(bytes, len, options, p);
   switch (p.kind) {
     case FrameKind::drop:
       work.outcome = dropped(w, p.drop_reason);
