@@ -71,6 +71,7 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
     if (a.is_v4()) s.snat_be.push_back(a.v4_be());
   for (uint32_t a : s.frontends_be) s.local_be.push_back(a);
   for (uint32_t a : s.snat_be) s.local_be.push_back(a);
+  s.index_addresses();
   for (PortView& port : s.ports)
     for (const Cidr& c : port.subnets)
       if (c.address.is_v4()) port.arp_answers_be.push_back(c.address.v4_be());

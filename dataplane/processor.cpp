@@ -509,13 +509,15 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
     work.outcome = Outcome{Action::to_kernel, in_port};
     return;
   }
-  bool to_frontend = s.is_frontend(dst_be);
-  bool to_snat = !to_frontend && s.is_snat(dst_be);
+  uint8_t dst_roles = s.roles_of(dst_be);
+  bool to_frontend = dst_roles & Snapshot::kFrontend;
+  bool to_snat = !to_frontend && (dst_roles & Snapshot::kSnat);
+  // Never forward or answer for a broadcast, loopback or our own source.
+  bool martian = is_martian_source(src_be) || (s.roles_of(src_be) & Snapshot::kLocal);
   if (!to_frontend && !to_snat) {
-    if (!s.is_local(dst_be)) {
+    if (!(dst_roles & Snapshot::kLocal)) {
       work.outcome = dropped(w, DropReason::not_for_us);
-    } else if (is_martian_source(src_be) || s.is_local(src_be)) {
-      // Never answer toward a broadcast, loopback or our own address.
+    } else if (martian) {
       work.outcome = dropped(w, DropReason::martian_source);
     } else if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
       work.outcome = answer_echo(w, s, f, len, in_port);
@@ -524,7 +526,7 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
     }
     return;
   }
-  if (is_martian_source(src_be) || s.is_local(src_be)) {
+  if (martian) {
     work.outcome = dropped(w, DropReason::martian_source);
     return;
   }

@@ -14,6 +14,26 @@ Route Snapshot::route_to(uint32_t dst_be) const {
   return Route{};
 }
 
+void Snapshot::index_addresses() {
+  size_t count = frontends_be.size() + snat_be.size() + local_be.size();
+  address_slots.assign(std::bit_ceil(std::max<size_t>(16, count * 2)), AddressSlot{});
+  size_t mask = address_slots.size() - 1;
+  auto add = [&](uint32_t a, uint8_t role) {
+    if (a == 0) return;
+    for (size_t i = address_slot(a) & mask;; i = (i + 1) & mask) {
+      AddressSlot& slot = address_slots[i];
+      if (slot.address_be == 0 || slot.address_be == a) {
+        slot.address_be = a;
+        slot.roles |= role;
+        return;
+      }
+    }
+  };
+  for (uint32_t a : frontends_be) add(a, kFrontend | kLocal);
+  for (uint32_t a : snat_be) add(a, kSnat | kLocal);
+  for (uint32_t a : local_be) add(a, kLocal);
+}
+
 void Snapshot::reserve_service_keys(size_t count) {
   size_t size = std::bit_ceil(std::max<size_t>(16, count * 2));
   service_keys.assign(size, ServiceKey{});

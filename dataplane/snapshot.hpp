@@ -74,6 +74,16 @@ struct Snapshot {
   std::vector<uint32_t> snat_be;
   std::vector<uint32_t> local_be;  // every address the appliance answers ARP for
 
+  // The three lists above as one open-addressed set the fast path probes
+  // once per address, instead of scanning lists per packet (index_addresses()
+  // fills it; 0.0.0.0 marks an empty slot and is never local).
+  enum AddressRole : uint8_t { kFrontend = 1, kSnat = 2, kLocal = 4 };
+  struct AddressSlot {
+    uint32_t address_be = 0;
+    uint8_t roles = 0;
+  };
+  std::vector<AddressSlot> address_slots;  // power-of-two sized, at most half full
+
   std::vector<ServicePortView> services;
   std::vector<BackendView> backends;
   // Shared by services with the same backend set, and by consecutive
@@ -119,9 +129,21 @@ struct Snapshot {
     if (live_backends.size() <= stable_id / 64) live_backends.resize(stable_id / 64 + 1, 0);
     live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
   }
-  bool is_frontend(uint32_t a) const { return contains(frontends_be, a); }
-  bool is_snat(uint32_t a) const { return contains(snat_be, a); }
-  bool is_local(uint32_t a) const { return contains(local_be, a); }
+  uint8_t roles_of(uint32_t a) const {
+    if (address_slots.empty() || a == 0) return 0;
+    size_t mask = address_slots.size() - 1;
+    for (size_t i = address_slot(a) & mask;; i = (i + 1) & mask) {
+      const AddressSlot& slot = address_slots[i];
+      if (slot.address_be == a) return slot.roles;
+      if (slot.address_be == 0) return 0;
+    }
+  }
+  static size_t address_slot(uint32_t a) { return static_cast<size_t>((uint64_t(a) * 0x9e3779b97f4a7c15ull) >> 40); }
+  bool is_frontend(uint32_t a) const { return roles_of(a) & kFrontend; }
+  bool is_snat(uint32_t a) const { return roles_of(a) & kSnat; }
+  bool is_local(uint32_t a) const { return roles_of(a) & kLocal; }
+  // Control side: builds address_slots from frontends_be, snat_be and local_be.
+  void index_addresses();
 
   // The port whose subnet holds `dst`, else the first port with a gateway.
   Route route_to(uint32_t dst_be) const;
