@@ -492,6 +492,7 @@ void Appliance::start_workers() {
     // Under a new-flow flood a SYN that got no answer within a second is
     // most likely spoofed: its slot is worth more to the next client.
     t.tcp_embryonic_flood = std::min(t.tcp_transitory, tsc_hz_);
+    t.sweep = expiry_sweep_tsc(t, tsc_hz_);
     state->flows.set_timeouts(t);
 
     std::string ring_name = "nplb_inject_" + std::to_string(w);

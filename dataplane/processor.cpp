@@ -33,8 +33,8 @@ void WorkerState::watch_flood(uint64_t now, uint64_t tsc_hz) {
   flood_window_flows = counters.flows_created;
 }
 
-uint32_t WorkerState::expire(uint64_t now, uint32_t budget) {
-  uint32_t n = flows.expire_step(now, budget, [this](const FlowEntry& e) { release_snat(e); });
+uint32_t WorkerState::expire(uint64_t now) {
+  uint32_t n = flows.expire_due(now, [this](const FlowEntry& e) { release_snat(e); });
   counters.flows_expired += n;
   return n;
 }

@@ -104,8 +104,9 @@ struct alignas(64) WorkerState {
   void release_snat(const FlowEntry& original) {
     snat.release(original.snat_pool, __builtin_bswap16(original.new_src_port_be));
   }
-  // Expires idle connections and gives their SNAT ports back.
-  uint32_t expire(uint64_t now, uint32_t budget);
+  // Expires idle connections and gives their SNAT ports back, paced by the
+  // clock (FlowTable::expire_due).
+  uint32_t expire(uint64_t now);
   // Measures the new-flow rate in 100 ms windows and switches flood mode.
   void watch_flood(uint64_t now, uint64_t tsc_hz);
   uint32_t flood_threshold;  // new flows per 100 ms window

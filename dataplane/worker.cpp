@@ -142,7 +142,7 @@ int run_worker(void* arg) {
     }
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
-    w.expire(now, rt.expiry_budget);
+    w.expire(now);
     w.watch_flood(now, snapshot->tsc_hz);
     // The snapshot pointer is not held past this point.
     rte_rcu_qsbr_quiescent(rt.rcu, w.id);

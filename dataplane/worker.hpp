@@ -1,6 +1,6 @@
 // The worker lcore's loop: poll every port's RX queue of this worker in
-// bursts, process, transmit in bursts, report a quiescent state, expire a few
-// flows, back off when idle. Runs to completion; it stops when told.
+// bursts, process, transmit in bursts, report a quiescent state, expire the
+// flows the clock says are due, back off when idle. Runs to completion; it stops when told.
 #pragma once
 
 #include <atomic>
@@ -28,7 +28,6 @@ struct alignas(64) WorkerRuntime {
   const std::atomic<bool>* stop = nullptr;
   uint64_t idle_spin_tsc = 0;         // spin this long without packets before sleeping
   uint32_t idle_sleep_us = 100;
-  uint32_t expiry_budget = 64;        // flow entries looked at per loop
   // Written by the worker, read by the control thread for --exit-when-idle.
   alignas(64) std::atomic<uint64_t> last_rx_tsc{0};
   std::atomic<bool> running{false};

@@ -162,14 +162,13 @@ namespace {
 
 bool g_ten_million = false;
 bool g_rx_checksum_verified = false;  // as if the NIC had checked the IPv4 header checksum
-bool g_expiry = true;                 // w.expire(now, 64) per burst, as the worker loop does
+bool g_expiry = true;                 // w.expire(now) per burst, as the worker loop does
 double g_tsc_hz = 0;
 
 constexpr uint16_t kBurst = 32;
 constexpr uint32_t kFrameLen = 60;       // 64 on the wire with the FCS the NIC strips
 constexpr uint32_t kSlot = 64;           // template bytes restored per packet (one cache line)
 constexpr uint32_t kPoolPackets = 1u << 20;  // 64 MiB of templates per population
-constexpr uint32_t kExpiryBudget = 64;   // WorkerRuntime::expiry_budget's default
 
 // An mbuf-like layout: 128-byte struct, 128-byte headroom, data room.
 constexpr size_t kMbufStride = 128 + 128 + 2048 + 128;
@@ -380,6 +379,8 @@ WorkerState* new_worker(uint32_t id, uint32_t workers, uint32_t capacity) {
   t.tcp_established = static_cast<uint64_t>(double(ms.tcp_established) * g_tsc_hz / 1000);
   t.tcp_transitory = static_cast<uint64_t>(double(ms.tcp_transitory) * g_tsc_hz / 1000);
   t.udp = static_cast<uint64_t>(double(ms.udp) * g_tsc_hz / 1000);
+  t.tcp_embryonic_flood = std::min(t.tcp_transitory, static_cast<uint64_t>(g_tsc_hz));
+  t.sweep = expiry_sweep_tsc(t, static_cast<uint64_t>(g_tsc_hz));  // as the appliance paces it
   w->flows.set_timeouts(t);
   return w;
 }
@@ -560,7 +561,7 @@ void run_established(benchmark::State& state, Population& pop, bool threaded) {
     area.restore(pop.pool->burst(pop.next_burst++));
     uint64_t now = __rdtsc();
     process_burst(w, net.snapshot(), net.neighbors, area.pkts, kBurst, 0, now);
-    if (g_expiry) w.expire(now, kExpiryBudget);
+    if (g_expiry) w.expire(now);
   }
   uint64_t cycles = __rdtsc() - c0;
   uint64_t cpu_ns = thread_cpu_ns() - cpu0;
@@ -644,7 +645,7 @@ void bm_new_flows(benchmark::State& state) {
     area.restore(nf.pool.burst(nf.head / kBurst));
     uint64_t now = __rdtsc();
     process_burst(w, net.snapshot(), net.neighbors, area.pkts, kBurst, 0, now);
-    if (g_expiry) w.expire(now, kExpiryBudget);
+    if (g_expiry) w.expire(now);
     nf.head += kBurst;
     if (++bursts % NewFlows::kRecycleBursts == 0) {
       cycles += __rdtsc() - c0;
@@ -753,7 +754,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("tsc_ghz", std::to_string(g_tsc_hz / 1e9));
   benchmark::AddCustomContext("pages", pages);
   benchmark::AddCustomContext("rx_ip_checksum", g_rx_checksum_verified ? "verified by NIC (skipped)" : "software");
-  benchmark::AddCustomContext("expiry_per_burst", g_expiry ? std::to_string(kExpiryBudget) : "off");
+  benchmark::AddCustomContext("expiry", g_expiry ? "paced (a pass per quarter of the shortest timeout)" : "off");
   benchmark::AddCustomContext("burst", std::to_string(kBurst) + " x " + std::to_string(kFrameLen + 4) +
                                            "-byte TCP frames, " + std::to_string(kPoolPackets) + " templates");
   try {

@@ -253,6 +253,80 @@ TEST(FlowTable, ExpiryIsIncremental) {
   EXPECT_LE(calls, t.entry_count() / kBudget + 2);
 }
 
+// expire_due paces itself by the clock: one pass over the table per sweep,
+// about half of it after half a sweep, however often it is called.
+TEST(FlowTable, PacedExpiryPassesOncePerSweep) {
+  constexpr uint32_t kConnections = 1000;
+  constexpr uint64_t kSweep = 10'000;
+  FlowTable t(kConnections);
+  t.set_timeouts(FlowTimeoutsTsc{.tcp_established = 1000, .tcp_transitory = 100, .udp = 100, .sweep = kSweep});
+  for (uint32_t k = 0; k < kConnections; ++k) ASSERT_NE(insert(t, k, FlowState::established, 0), FlowTable::kNoEntry);
+  uint64_t now = 5000;  // all idle beyond 1000
+  EXPECT_EQ(t.expire_due(now, [](const FlowEntry&) {}), 0u) << "the first call only starts the clock";
+  uint32_t expired = 0;
+  for (uint64_t end = now + kSweep / 2; now < end;) {
+    now += 7;
+    uint32_t n = t.expire_due(now, [](const FlowEntry&) {});
+    EXPECT_LE(n, 1u) << "7 ticks earn 7 * 2001 / 10000 entries: at most one connection";
+    expired += n;
+  }
+  EXPECT_GT(expired, kConnections * 4 / 10);
+  EXPECT_LT(expired, kConnections * 6 / 10);
+  for (uint64_t end = now + kSweep / 2 + 20; now < end;) {
+    now += 7;
+    expired += t.expire_due(now, [](const FlowEntry&) {});
+  }
+  EXPECT_EQ(expired, kConnections) << "one sweep looked at every entry";
+  EXPECT_EQ(t.connections(), 0u);
+}
+
+TEST(FlowTable, PacedExpiryNeverCatchesUpInOneLongStep) {
+  FlowTable t(100'000);
+  t.set_timeouts(FlowTimeoutsTsc{.tcp_established = 10, .tcp_transitory = 10, .udp = 10, .sweep = 1000});
+  for (uint32_t k = 0; k < 100'000; ++k) insert(t, k, FlowState::established, 0);
+  t.expire_due(100, [](const FlowEntry&) {});
+  // A whole sweep's time has passed: 200,001 entries are due, at most
+  // kExpiryMaxStep are looked at in this call.
+  EXPECT_LE(t.expire_due(100'000, [](const FlowEntry&) {}), FlowTable::kExpiryMaxStep / 2 + 1);
+  EXPECT_GT(t.connections(), 100'000u - FlowTable::kExpiryMaxStep);
+}
+
+// Each direction keeps its own last_seen: traffic from the backend alone
+// keeps a connection alive, and expiry reads the reply side only for a
+// connection its original side says is idle.
+TEST(FlowTable, ReplyTrafficKeepsTheConnection) {
+  FlowTable t(4);
+  t.set_timeouts(FlowTimeoutsTsc{.tcp_established = 1000, .tcp_transitory = 100, .udp = 300});
+  uint32_t o = insert(t, 1, FlowState::established, 0);
+  t.entry(t.entry(o).partner).last_seen.store(900);
+  EXPECT_EQ(t.expire_step(1500, t.entry_count(), [](const FlowEntry&) {}), 0u);
+  EXPECT_EQ(t.expire_step(1901, t.entry_count(), [](const FlowEntry&) {}), 1u);
+}
+
+// Filled to its capacity with hashes that crowd buckets, every connection
+// goes in (spills and cuckoo steps) and is found in both directions; after
+// half are removed, the rest are still found and the freed room is reused.
+TEST(FlowTable, FullToCapacityAndBack) {
+  constexpr uint32_t kConnections = 50'000;
+  FlowTable t(kConnections);
+  for (uint32_t k = 0; k < kConnections; ++k) ASSERT_NE(insert(t, k, FlowState::established, 0), FlowTable::kNoEntry) << k;
+  EXPECT_EQ(insert(t, kConnections, FlowState::established, 0), FlowTable::kNoEntry) << "no free entries left";
+  for (uint32_t k = 0; k < kConnections; ++k) {
+    Keys c = make_connection(k);
+    ASSERT_NE(find(t, c.original), FlowTable::kNoEntry) << k;
+    ASSERT_NE(find(t, c.reply), FlowTable::kNoEntry) << k;
+  }
+  for (uint32_t k = 0; k < kConnections; k += 2) t.remove_connection(find(t, make_connection(k).original));
+  for (uint32_t k = 0; k < kConnections; ++k) {
+    Keys c = make_connection(k);
+    EXPECT_EQ(find(t, c.original) != FlowTable::kNoEntry, k % 2 == 1) << k;
+    EXPECT_EQ(find(t, c.reply) != FlowTable::kNoEntry, k % 2 == 1) << k;
+  }
+  for (uint32_t k = kConnections; k < kConnections + kConnections / 2; ++k)
+    ASSERT_NE(insert(t, k, FlowState::established, 0), FlowTable::kNoEntry) << k;
+  EXPECT_EQ(t.connections(), kConnections);
+}
+
 TEST(FlowTable, EvictEmbryonicOnlyEvictsSynSent) {
   FlowTable t(4);
   insert(t, 1, FlowState::established, 0);
