@@ -13,10 +13,9 @@ FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) 
   entry_count_ = connections * 2 + 1;
   uint64_t buckets = std::bit_ceil(std::max<uint64_t>(2, (uint64_t(entry_count_) * 2 + kSlotsPerBucket - 1) / kSlotsPerBucket));
   bucket_mask_ = static_cast<uint32_t>(buckets - 1);
-  buckets_.reset(new Bucket[buckets]);
-  entries_.reset(new FlowEntry[entry_count_]);
-  free_stack_.reset(new uint32_t[entry_count_]);
-  for (uint64_t b = 0; b < buckets; ++b) buckets_[b] = Bucket{};
+  buckets_ = PageArray<Bucket>(buckets);
+  entries_ = PageArray<FlowEntry>(entry_count_);
+  free_stack_ = PageArray<uint32_t>(entry_count_);
   // Hand out low indices first: a small table stays dense in the cache.
   for (uint32_t i = entry_count_ - 1; i >= 1; --i) push_free(i);
 }

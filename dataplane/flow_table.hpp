@@ -38,6 +38,8 @@
 #include <cstring>
 #include <memory>
 
+#include "huge_pages.hpp"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -233,14 +235,16 @@ class FlowTable {
   // entry is free or changed while being read.
   bool read(uint32_t index, FlowView& out) const;
   uint32_t entry_count() const { return entry_count_; }
+  // Where the entries live (huge_pages.hpp): reported at start and by the bench.
+  PageBacking page_backing() const { return entries_.backing(); }
 
  private:
   // Written and read by the worker only.
   struct alignas(64) Bucket {
-    uint16_t signature[kSlotsPerBucket];  // 0: free slot
-    uint32_t entry[kSlotsPerBucket];
-    uint32_t spilled;  // entries whose first bucket this is, placed in their second
-    uint32_t unused[3];
+    uint16_t signature[kSlotsPerBucket] = {};  // 0: free slot
+    uint32_t entry[kSlotsPerBucket] = {};
+    uint32_t spilled = 0;  // entries whose first bucket this is, placed in their second
+    uint32_t unused[3] = {};
     // Two bits per slot whose signature is `sig`.
     uint32_t matches(uint16_t sig) const {
 #if defined(__SSE2__)
@@ -280,9 +284,9 @@ class FlowTable {
   uint32_t capacity_connections_;
   uint32_t entry_count_;  // including the unused entry 0
   uint32_t bucket_mask_;
-  std::unique_ptr<Bucket[]> buckets_;
-  std::unique_ptr<FlowEntry[]> entries_;
-  std::unique_ptr<uint32_t[]> free_stack_;
+  PageArray<Bucket> buckets_;
+  PageArray<FlowEntry> entries_;
+  PageArray<uint32_t> free_stack_;
   uint32_t free_top_ = 0;
   uint32_t expiry_cursor_ = 1;
   uint64_t expiry_clock_ = 0;  // the time expire_due has accounted for

@@ -16,7 +16,6 @@
 // baseline), and reports `cycles_per_packet`: TSC cycles over the timed
 // loop divided by packets. Mpps is items_per_second.
 #include <benchmark/benchmark.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <x86intrin.h>
 
@@ -40,120 +39,20 @@
 #include "control/model.hpp"
 #include "control/snapshot_builder.hpp"
 #include "dataplane/checksum.hpp"
+#include "dataplane/huge_pages.hpp"
 #include "dataplane/maglev.hpp"
 #include "dataplane/processor.hpp"
 #include "dataplane/snat_pool.hpp"
 
 // ---------------------------------------------------------------- page backing
 //
-// The flow table allocates with operator new. By default the bench leaves
-// that alone (what the appliance does today: 4 KiB pages unless THP is
-// "always"). --nplb_pages=thp backs every allocation of 2 MiB or more with
-// 2 MiB-aligned anonymous memory and MADV_HUGEPAGE; --nplb_pages=hugetlb
-// takes them from the reserved hugetlbfs pool (MAP_HUGETLB; reserve first:
-// echo N > /proc/sys/vm/nr_hugepages). This shows what hugepage-backed flow
-// tables would buy without touching the data plane.
-namespace {
-
-enum class Pages { normal, thp, hugetlb };
-Pages g_pages = Pages::normal;
-
-constexpr size_t kHuge = size_t{2} << 20;
-
-struct BigBlock {
-  void* at = nullptr;
-  size_t len = 0;
-};
-constexpr int kMaxBigBlocks = 256;
-BigBlock g_blocks[kMaxBigBlocks];
-std::atomic_flag g_blocks_lock = ATOMIC_FLAG_INIT;
-
-void lock_blocks() {
-  while (g_blocks_lock.test_and_set(std::memory_order_acquire)) {
-  }
-}
-void unlock_blocks() { g_blocks_lock.clear(std::memory_order_release); }
-
-// A 2 MiB-aligned mapping, or nullptr (then malloc serves the request).
-void* big_alloc(size_t size) {
-  size_t len = (size + kHuge - 1) & ~(kHuge - 1);
-  void* at = nullptr;
-  if (g_pages == Pages::hugetlb) {
-    at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
-    if (at == MAP_FAILED) {
-      std::fprintf(stderr, "nplb-bench: MAP_HUGETLB of %zu MiB failed: reserve 2 MB pages first "
-                   "(echo N > /proc/sys/vm/nr_hugepages)\n", len >> 20);
-      std::abort();
-    }
-  } else {
-    void* raw = mmap(nullptr, len + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return nullptr;
-    auto base = reinterpret_cast<uintptr_t>(raw);
-    uintptr_t aligned = (base + kHuge - 1) & ~(kHuge - 1);
-    if (aligned > base) munmap(raw, aligned - base);
-    munmap(reinterpret_cast<void*>(aligned + len), base + len + kHuge - aligned - len);
-    at = reinterpret_cast<void*>(aligned);
-    madvise(at, len, MADV_HUGEPAGE);
-  }
-  lock_blocks();
-  for (BigBlock& b : g_blocks)
-    if (!b.at) {
-      b = BigBlock{at, len};
-      unlock_blocks();
-      return at;
-    }
-  unlock_blocks();
-  munmap(at, len);
-  return nullptr;
-}
-
-// True if `p` came from big_alloc (and is now unmapped).
-bool big_free(void* p) {
-  if (!p || (reinterpret_cast<uintptr_t>(p) & (kHuge - 1)) != 0) return false;  // malloc never returns these
-  lock_blocks();
-  for (BigBlock& b : g_blocks)
-    if (b.at == p) {
-      size_t len = b.len;
-      b = BigBlock{};
-      unlock_blocks();
-      munmap(p, len);
-      return true;
-    }
-  unlock_blocks();
-  return false;
-}
-
-void* allocate(size_t size, size_t align) {
-  if (g_pages != Pages::normal && size >= kHuge)
-    if (void* p = big_alloc(size)) return p;
-  void* p = nullptr;
-  if (align <= alignof(std::max_align_t)) {
-    p = std::malloc(size ? size : 1);
-  } else if (posix_memalign(&p, align, size ? size : 1) != 0) {
-    p = nullptr;
-  }
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-
-void release(void* p) {
-  if (!big_free(p)) std::free(p);
-}
-
-}  // namespace
-
-void* operator new(size_t size) { return allocate(size, alignof(std::max_align_t)); }
-void* operator new[](size_t size) { return allocate(size, alignof(std::max_align_t)); }
-void* operator new(size_t size, std::align_val_t a) { return allocate(size, static_cast<size_t>(a)); }
-void* operator new[](size_t size, std::align_val_t a) { return allocate(size, static_cast<size_t>(a)); }
-void operator delete(void* p) noexcept { release(p); }
-void operator delete[](void* p) noexcept { release(p); }
-void operator delete(void* p, size_t) noexcept { release(p); }
-void operator delete[](void* p, size_t) noexcept { release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { release(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { release(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept { release(p); }
+// The flow tables allocate their pages themselves (dataplane/huge_pages.hpp):
+// the reserved 2 MiB pool first, then transparent huge pages, then 4 KiB
+// pages. --nplb_pages=auto (default) is what the appliance does;
+// hugetlb insists on the reserved pool (the bench stops if a table did not
+// get it), thp skips the pool, 4k uses plain pages: the same bursts on each
+// show what the pages are worth. Each packet benchmark's label says which
+// pages its flow table got.
 
 namespace nplb::bench {
 namespace {
@@ -161,6 +60,7 @@ namespace {
 // ---------------------------------------------------------------- settings
 
 bool g_ten_million = false;
+bool g_require_hugetlb = false;
 bool g_rx_checksum_verified = false;  // as if the NIC had checked the IPv4 header checksum
 bool g_expiry = true;                 // w.expire(now) per burst, as the worker loop does
 double g_tsc_hz = 0;
@@ -189,14 +89,6 @@ std::string cpu_model() {
   while (std::getline(in, line))
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   return "unknown";
-}
-
-uint64_t anon_huge_kib() {
-  std::ifstream in("/proc/self/smaps_rollup");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("AnonHugePages:", 0) == 0) return std::strtoull(line.c_str() + 14, nullptr, 10);
-  return 0;
 }
 
 uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
@@ -514,6 +406,17 @@ void report_packets(benchmark::State& state, uint64_t cycles, uint64_t packets, 
   }
 }
 
+// The flow table's pages, as the benchmark's label.
+void label_pages(benchmark::State& state, const WorkerState& w) {
+  PageBacking backing = w.flows.page_backing();
+  bool big = uint64_t(w.flows.entry_count()) * sizeof(FlowEntry) >= (2u << 20);  // smaller ones stay on 4 KiB pages
+  if (g_require_hugetlb && big && backing != PageBacking::hugetlb) {
+    state.SkipWithError("--nplb_pages=hugetlb: the flow table did not get the reserved pool; see the note above");
+    return;
+  }
+  state.SetLabel(std::string("pages:") + page_backing_name(backing));
+}
+
 // ---------------------------------------------------------------- benchmarks
 
 // The same bursts as established/flows:1024 through a loop that only parses
@@ -571,6 +474,7 @@ void run_established(benchmark::State& state, Population& pop, bool threaded) {
   if (forwarded != packets || drops != drops_before)
     state.SkipWithError(("established: not every packet was forwarded: " + drop_summary(w)).c_str());
   state.counters["flows"] = benchmark::Counter(pop.connections, threaded ? benchmark::Counter::kAvgThreads : benchmark::Counter::kDefaults);
+  label_pages(state, w);
   report_packets(state, cycles, packets, threaded, cpu_ns);
 }
 
@@ -663,6 +567,7 @@ void bm_new_flows(benchmark::State& state) {
   if (w.counters.flows_created - created_before != packets)
     state.SkipWithError(("new_flows: not every SYN opened a connection: " + drop_summary(w)).c_str());
   state.counters["flows_live"] = w.flows.connections();
+  label_pages(state, w);
   report_packets(state, cycles, packets, false, cpu_ns);
 }
 
@@ -678,6 +583,36 @@ void bm_maglev_build(benchmark::State& state, uint32_t slots, uint32_t backends)
   }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   state.counters["ms"] = benchmark::Counter(ms / double(state.iterations()));
+}
+
+uint64_t meminfo_kib(const char* key) {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  size_t n = std::strlen(key);
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + n, nullptr, 10);
+  return 0;
+}
+
+// Says what the reserved pool holds against what the benchmarks need, and
+// the exact command when it is short (scripts/bench.sh reserves it itself).
+void hugepage_note() {
+  // 1M connections: 2M entries x 64 B + 512Ki buckets x 64 B + free stack;
+  // the 1- and 2-worker populations, new_flows' 1Mi table, 10M if asked.
+  uint64_t mib = 3 * 170 + 170 + (g_ten_million ? 1700 : 0);
+  uint64_t pages_needed = mib / 2 + 16;
+  uint64_t free_pages = meminfo_kib("HugePages_Free:");
+  if (free_pages >= pages_needed) {
+    std::fprintf(stderr, "nplb-bench: %llu free 2 MiB pages reserved; flow tables take them\n",
+                 static_cast<unsigned long long>(free_pages));
+    return;
+  }
+  std::fprintf(stderr,
+               "nplb-bench: only %llu free 2 MiB pages reserved, the flow tables need about %llu: tables that do "
+               "not fit go on transparent huge pages (each benchmark's label says). For the reserved pool, as "
+               "root: echo %llu > /proc/sys/vm/nr_hugepages (or run scripts/bench.sh, which does)\n",
+               static_cast<unsigned long long>(free_pages), static_cast<unsigned long long>(pages_needed),
+               static_cast<unsigned long long>(meminfo_kib("HugePages_Total:") + pages_needed - free_pages));
 }
 
 uint64_t available_memory_kib() {
@@ -716,7 +651,7 @@ int main(int argc, char** argv) {
     const char* v = std::getenv(name);
     return v && *v && std::strcmp(v, "0") != 0;
   };
-  std::string pages = std::getenv("NPLB_BENCH_PAGES") ? std::getenv("NPLB_BENCH_PAGES") : "4k";
+  std::string pages = std::getenv("NPLB_BENCH_PAGES") ? std::getenv("NPLB_BENCH_PAGES") : "auto";
   g_ten_million = env_on("NPLB_BENCH_10M");
   g_rx_checksum_verified = env_on("NPLB_BENCH_RX_CKSUM");
   if (env_on("NPLB_BENCH_NO_EXPIRY")) g_expiry = false;
@@ -737,14 +672,18 @@ int main(int argc, char** argv) {
     }
   }
   argc = kept;
-  if (pages == "thp") {
-    g_pages = Pages::thp;
-  } else if (pages == "hugetlb") {
-    g_pages = Pages::hugetlb;
-  } else if (pages != "4k") {
-    std::fprintf(stderr, "nplb-bench: --nplb_pages must be 4k, thp or hugetlb\n");
+  if (pages == "auto" || pages == "hugetlb") {
+    g_require_hugetlb = pages == "hugetlb";
+    nplb::set_page_policy(nplb::PagePolicy::any);
+  } else if (pages == "thp") {
+    nplb::set_page_policy(nplb::PagePolicy::no_hugetlb);
+  } else if (pages == "4k") {
+    nplb::set_page_policy(nplb::PagePolicy::normal_only);
+  } else {
+    std::fprintf(stderr, "nplb-bench: --nplb_pages must be auto, hugetlb, thp or 4k\n");
     return 1;
   }
+  if (pages == "auto" || pages == "hugetlb") hugepage_note();
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -763,8 +702,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nplb-bench: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "nplb-bench: AnonHugePages at exit: %llu KiB\n",
-               static_cast<unsigned long long>(anon_huge_kib()));
   benchmark::Shutdown();
   return 0;
 }

@@ -1,0 +1,93 @@
+#include "huge_pages.hpp"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+namespace nplb {
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+std::atomic<PagePolicy> g_policy{PagePolicy::any};
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// MADV_HUGEPAGE succeeds even when the kernel's mode is "never".
+bool transparent_huge_pages_usable() {
+  static const bool usable = [] {
+    FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return false;
+    char mode[128] = {};
+    size_t n = std::fread(mode, 1, sizeof mode - 1, f);
+    std::fclose(f);
+    mode[n] = 0;
+    return std::strstr(mode, "[never]") == nullptr;
+  }();
+  return usable;
+}
+
+}  // namespace
+
+const char* page_backing_name(PageBacking backing) {
+  switch (backing) {
+    case PageBacking::hugetlb: return "hugetlb";
+    case PageBacking::transparent: return "transparent";
+    case PageBacking::normal: return "normal";
+  }
+  return "normal";
+}
+
+void set_page_policy(PagePolicy policy) { g_policy.store(policy, std::memory_order_relaxed); }
+
+PageRegion::PageRegion(size_t bytes) {
+  if (bytes == 0) return;
+  PagePolicy policy = g_policy.load(std::memory_order_relaxed);
+  // Tables under one huge page stay on plain pages: a 2 MiB page each for
+  // the small tables of tests and tiny configurations would only waste.
+  bool big = bytes >= kHugePage;
+  if (big && policy == PagePolicy::any) {
+    size_t len = round_up(bytes, kHugePage);
+    void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE,
+                    -1, 0);
+    if (at != MAP_FAILED) {
+      at_ = at;
+      len_ = len;
+      backing_ = PageBacking::hugetlb;
+      return;
+    }
+  }
+  if (big && policy != PagePolicy::normal_only && transparent_huge_pages_usable()) {
+    // Over-map by one huge page and trim to a 2 MiB-aligned window.
+    size_t len = round_up(bytes, kHugePage);
+    void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw != MAP_FAILED) {
+      auto base = reinterpret_cast<uintptr_t>(raw);
+      uintptr_t aligned = round_up(base, kHugePage);
+      if (aligned > base) munmap(raw, aligned - base);
+      if (base + kHugePage > aligned) munmap(reinterpret_cast<void*>(aligned + len), base + kHugePage - aligned);
+      void* at = reinterpret_cast<void*>(aligned);
+      if (madvise(at, len, MADV_HUGEPAGE) == 0) {
+        std::memset(at, 0, len);  // fault every page in now, not on the packet path
+        at_ = at;
+        len_ = len;
+        backing_ = PageBacking::transparent;
+        return;
+      }
+      munmap(at, len);
+    }
+  }
+  size_t len = round_up(bytes, 4096);
+  void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (at == MAP_FAILED) throw std::bad_alloc();
+  at_ = at;
+  len_ = len;
+  backing_ = PageBacking::normal;
+}
+
+PageRegion::~PageRegion() {
+  if (at_) munmap(at_, len_);
+}
+
+}  // namespace nplb
