@@ -494,6 +494,11 @@ void Appliance::start_workers() {
     t.tcp_embryonic_flood = std::min(t.tcp_transitory, tsc_hz_);
     t.sweep = expiry_sweep_tsc(t, tsc_hz_);
     state->flows.set_timeouts(t);
+    spdlog::info("worker {}: flow table for {} connections on {} pages{}", w, dp.flows.capacity,
+                 page_backing_name(state->flows.page_backing()),
+                 state->flows.page_backing() == PageBacking::hugetlb
+                     ? ""
+                     : " (reserve 2 MiB pages for the reserved pool: echo N > /proc/sys/vm/nr_hugepages)");
 
     std::string ring_name = "nplb_inject_" + std::to_string(w);
     rte_ring* ring = rte_ring_create(ring_name.c_str(), 1024, rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);

@@ -127,8 +127,11 @@ bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
 // TCP state of a connection, moved by what each direction sends. Both
 // entries carry it, so a packet reads only its own; a change writes both.
 void track_tcp(FlowTable& flows, FlowEntry& e, uint8_t flags) {
-  FlowDirection direction = e.direction;
   FlowState state = e.state.load(std::memory_order_relaxed);
+  // Nearly every segment: an established connection's data or ACK. Decided
+  // without looking at the direction, which alternates unpredictably.
+  if (state == FlowState::established && !(flags & (kTcpSyn | kTcpFin | kTcpRst))) return;
+  FlowDirection direction = e.direction;
   FlowState next = state;
   if (flags & (kTcpRst | kTcpFin)) {
     next = FlowState::closing;
