@@ -43,6 +43,12 @@ uint64_t maglev_flow_hash(const FlowKeyV4& key, uint64_t seed) { return hash_byt
 
 namespace {
 
+// The per-packet steps are inlined into the burst loops; what only some
+// packets need (new connections, refusals, ARP, ICMP) stays out of line so
+// the loops stay small.
+#define NPLB_HOT inline __attribute__((always_inline))
+#define NPLB_COLD __attribute__((noinline, cold))
+
 // Offsets inside an IPv4 header, and inside TCP/UDP headers.
 constexpr size_t kIpTtl = 8, kIpChecksum = 10, kIpSrc = 12, kIpDst = 16;
 constexpr size_t kTcpChecksum = 16, kUdpChecksum = 6;
@@ -80,7 +86,7 @@ bool is_martian_source(uint32_t src_be) {
 // Rewrites addresses and ports, decrements TTL, and updates both checksums
 // by the flow's precomputed RFC 1624 differences: a checksum that arrived
 // bad leaves bad.
-void translate(const Frame& f, const FlowEntry& e) {
+NPLB_HOT void translate(const Frame& f, const FlowEntry& e) {
   uint8_t* ip = f.ip();
   uint8_t* l4 = f.l4();
   ip[kIpTtl] -= 1;
@@ -104,7 +110,7 @@ void translate(const Frame& f, const FlowEntry& e) {
 
 static_assert(std::endian::native == std::endian::little, "MAC words are stored little-endian");
 
-bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* frame, uint16_t tx_port,
+NPLB_HOT bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* frame, uint16_t tx_port,
               uint32_t next_hop_be) {
   uint64_t dst;
   if (!neighbors.lookup_word(next_hop_be, dst)) {
@@ -126,7 +132,7 @@ bool set_macs(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
 
 // TCP state of a connection, moved by what each direction sends. Both
 // entries carry it, so a packet reads only its own; a change writes both.
-void track_tcp(FlowTable& flows, FlowEntry& e, uint8_t flags) {
+NPLB_HOT void track_tcp(FlowTable& flows, FlowEntry& e, uint8_t flags) {
   FlowState state = e.state.load(std::memory_order_relaxed);
   // Nearly every segment: an established connection's data or ACK. Decided
   // without looking at the direction, which alternates unpredictably.
@@ -161,7 +167,7 @@ Outcome dropped(WorkerState& w, DropReason r) {
 }
 
 // Applies a flow entry's translation and addresses the frame to its next hop.
-Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
+NPLB_HOT Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
                    const FlowEntry& e) {
   if (!set_macs(w, s, neighbors, f.bytes, e.tx_port, e.next_hop_be)) return Outcome{Action::drop, 0};
   translate(f, e);
@@ -262,7 +268,7 @@ bool build_port_unreachable(const Snapshot& s, const Frame& f) {
 // A connection nplb will not serve is refused, not left to time out
 // (Kubernetes e2e: "no endpoints: connections are refused"). Counted under
 // `reason` either way; answered while the rate allows.
-Outcome refuse(WorkerState& w, const Snapshot& s, const Frame& f, DropReason reason, uint64_t now) {
+NPLB_COLD Outcome refuse(WorkerState& w, const Snapshot& s, const Frame& f, DropReason reason, uint64_t now) {
   w.drop(reason);
   if (!take_reject_token(w, s, now)) {
     ++w.counters.rejects_rate_limited;
@@ -305,7 +311,7 @@ uint32_t choose_backend(WorkerState& w, const Snapshot& s, const ServicePortView
 
 // A packet of no known connection to a frontend: pick a backend, a SNAT
 // port, and record both directions.
-Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
+NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
                         const FlowKeyV4& key, uint64_t hash, uint64_t now) {
   const ServicePortView* service = s.find_service(key.dst_be, key.dst_port_be, key.protocol);
   if (!service) return refuse(w, s, f, DropReason::no_service, now);
@@ -391,7 +397,7 @@ Outcome open_connection(WorkerState& w, const Snapshot& s, const NeighborTable& 
   return forward_by(w, s, neighbors, f, w.flows.entry(index));
 }
 
-Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const ParsedFrame& p, uint16_t in_port) {
+NPLB_COLD Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const ParsedFrame& p, uint16_t in_port) {
   uint8_t* arp = frame + p.l3_offset;
   // RFC 826: Ethernet (1) / IPv4 (0x0800), 6-byte and 4-byte addresses.
   if (load_be16(arp) != 1 || load_be16(arp + 2) != kEtherTypeIpv4 || arp[4] != 6 || arp[5] != 4)
@@ -437,7 +443,7 @@ Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const Pars
   return Outcome{Action::reply, in_port};
 }
 
-Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f, uint32_t& len, uint16_t in_port) {
+NPLB_COLD Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f, uint32_t& len, uint16_t in_port) {
   uint8_t* ip = f.ip();
   uint8_t* icmp = f.l4();
   // RFC 792: echo request is type 8; anything else to us has no handler here.
@@ -477,7 +483,7 @@ struct PacketWork {
 };
 
 // Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
-void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
+NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
               ParseOptions options, PacketWork& work) {
   work.needs_flow = false;
   ParsedFrame& p = work.parsed;
@@ -563,7 +569,7 @@ void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, 
 }
 
 // After the lookup: an existing connection's packet, or a new connection.
-Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
+NPLB_HOT Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
                  uint32_t capacity, uint16_t in_port, PacketWork& work, uint64_t now) {
   Frame f{bytes, work.parsed, len, capacity, in_port};
   bool tcp = work.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp);
