@@ -469,18 +469,6 @@ NPLB_COLD Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f,
 
 namespace {
 
-// A packet between the stages of a burst: classified, then looked up in the
-// flow table, then completed, so the table's cache lines for the whole burst
-// are in flight before the first packet needs them.
-struct PacketWork {
-  ParsedFrame parsed;
-  FlowKeyV4 key;
-  uint64_t hash = 0;
-  uint32_t index = FlowTable::kNoEntry;
-  bool to_snat = false;
-  bool needs_flow = false;  // false: `outcome` is final
-  Outcome outcome;
-};
 
 // Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
 NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
@@ -636,40 +624,89 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
   return complete(w, s, neighbors, bytes, len, capacity, in_port, work, now);
 }
 
-void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts, uint16_t n,
-                   uint16_t in_port, uint64_t now) {
-  // Left uninitialised: classify() writes every field a later stage reads
-  // (default-constructing them cost a 4.6 KB memset per burst).
-  union WorkSlot {
-    WorkSlot() {}
-    PacketWork w;
-  };
-  WorkSlot slots[kMaxBurst];
-  // Longer bursts go through in chunks: every packet gets a verdict.
-  for (; n > kMaxBurst; n -= kMaxBurst, pkts += kMaxBurst)
-    process_burst(w, s, neighbors, pkts, kMaxBurst, in_port, now);
+namespace {
+
+// The three stages of a burst. Each packet's work is written by
+// classify() before a later stage reads it.
+void stage_classify(WorkerState& w, const Snapshot& s, BurstPacket* pkts, PacketWork* work, uint16_t n,
+                    uint16_t in_port) {
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
-    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, slots[i].w);
-    if (slots[i].w.needs_flow) w.flows.prefetch(slots[i].w.hash);
+    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, work[i]);
+    if (work[i].needs_flow) w.flows.prefetch(work[i].hash);
   }
-  // Buckets only: every candidate entry's line is requested before any is read.
+}
+
+// Buckets only: every candidate entry's line is requested before any is read.
+void stage_lookup(WorkerState& w, PacketWork* work, uint16_t n) {
   uint32_t misses = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    PacketWork& work = slots[i].w;
-    if (!work.needs_flow) continue;
-    work.index = w.flows.candidate(work.hash);
-    if (work.index != FlowTable::kNoEntry)
-      __builtin_prefetch(&w.flows.entry(work.index), 1);  // last_seen is written
+    if (!work[i].needs_flow) continue;
+    work[i].index = w.flows.candidate(work[i].hash);
+    if (work[i].index != FlowTable::kNoEntry)
+      __builtin_prefetch(&w.flows.entry(work[i].index), 1);  // last_seen is written
     else
       ++misses;
   }
   if (misses) w.flows.prefetch_free(2 * misses);
+}
+
+void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts,
+                    PacketWork* work, uint16_t n, uint16_t in_port, uint64_t now) {
   w.flows_changed_in_burst = false;
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = slots[i].w.needs_flow ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len,
-                                                       pkts[i].capacity, in_port, slots[i].w, now)
-                                            : slots[i].w.outcome;
+    pkts[i].outcome = work[i].needs_flow
+                          ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, work[i], now)
+                          : work[i].outcome;
+}
+
+}  // namespace
+
+void process_burst(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts, uint16_t n,
+                   uint16_t in_port, uint64_t now) {
+  // Left uninitialised: classify() writes every field a later stage reads
+  // (default-constructing them cost a 4.6 KB memset per burst).
+  union WorkSlots {
+    WorkSlots() {}
+    PacketWork w[kMaxBurst];
+  } slots;
+  // Longer bursts go through in chunks: every packet gets a verdict.
+  for (; n > kMaxBurst; n -= kMaxBurst, pkts += kMaxBurst)
+    process_burst(w, s, neighbors, pkts, kMaxBurst, in_port, now);
+  stage_classify(w, s, pkts, slots.w, n, in_port);
+  stage_lookup(w, slots.w, n);
+  stage_complete(w, s, neighbors, pkts, slots.w, n, in_port, now);
+}
+
+BurstPipeline::Burst* BurstPipeline::step(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
+                                          bool filled, uint64_t now) {
+  int filled_index = filled ? free_index() : -1;  // what next() handed out, before anything moves
+  Burst* done = nullptr;
+  if (looked_up_ >= 0) {
+    Burst& b = bursts_[looked_up_];
+    stage_complete(w, s, neighbors, b.pkts, b.work, b.n, b.in_port, now);
+    done = &b;
+    looked_up_ = -1;
+  }
+  if (classified_ >= 0) {
+    Burst& b = bursts_[classified_];
+    stage_lookup(w, b.work, b.n);
+    looked_up_ = classified_;
+    classified_ = -1;
+  }
+  if (filled) {
+    Burst& b = bursts_[filled_index];
+    if (b.n > kMaxBurst) b.n = kMaxBurst;
+    stage_classify(w, s, b.pkts, b.work, b.n, b.in_port);
+    classified_ = filled_index;
+  }
+  return done;
+}
+
+int BurstPipeline::free_index() const {
+  for (int i = 0; i < kDepth; ++i)
+    if (i != classified_ && i != looked_up_) return i;
+  return 0;  // unreachable: three bursts, at most two in flight
 }
 
 }  // namespace nplb

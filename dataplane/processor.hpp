@@ -148,6 +148,60 @@ struct BurstPacket {
 void process_burst(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, BurstPacket* packets,
                    uint16_t count, uint16_t in_port, uint64_t now);
 
+// A packet between the stages of a burst: classified, then looked up in the
+// flow table, then completed, so the table's cache lines for the whole burst
+// are in flight before the first packet needs them.
+struct PacketWork {
+  ParsedFrame parsed;
+  FlowKeyV4 key;
+  uint64_t hash = 0;
+  uint32_t index = FlowTable::kNoEntry;
+  bool to_snat = false;
+  bool needs_flow = false;  // false: `outcome` is final
+  Outcome outcome;
+};
+
+// process_burst's stages stretched across bursts, as a worker under load
+// runs them: each step completes the oldest burst in flight, looks the next
+// one up in the flow table (requesting its entries), and classifies the
+// newest (requesting its buckets). A flow table line so has a whole burst's
+// work to arrive in, where within one burst the first entries and the last
+// buckets get almost none (at 1M flows, most of what a packet costs above
+// the in-cache figure; see docs/benchmarks.md).
+//
+// Bursts come out in the order they went in, each packet with the verdict
+// process_burst would give it (the same stages in the same order: a burst's
+// lookup runs after the previous burst completed). A packet waits for at
+// most two more bursts; when no burst arrives the caller drains the
+// pipeline at once, so at low rates nothing waits.
+class BurstPipeline {
+ public:
+  static constexpr int kDepth = 3;
+  struct Burst {
+    BurstPacket pkts[kMaxBurst];
+    void* user[kMaxBurst];  // the caller's handle of each packet (an mbuf)
+    uint16_t n = 0;
+    uint16_t in_port = 0;
+    PacketWork work[kMaxBurst];
+  };
+
+  // Where the next burst goes: fill pkts, user, n and in_port, then step(filled = true).
+  Burst& next() { return bursts_[free_index()]; }
+  // Advances every burst in flight one stage, taking in next() if `filled`.
+  // Returns the burst completed now (valid until the next call), or nullptr.
+  Burst* step(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, bool filled,
+              uint64_t now);
+  bool empty() const { return classified_ < 0 && looked_up_ < 0; }
+  // Which of the kDepth bursts `b` is (callers keep per-burst buffers).
+  int index_of(const Burst& b) const { return static_cast<int>(&b - bursts_); }
+
+ private:
+  int free_index() const;
+  Burst bursts_[kDepth];
+  int classified_ = -1;  // classified, buckets requested
+  int looked_up_ = -1;   // candidates found, entries requested
+};
+
 // The flow hash Maglev picks a backend by: seeded, platform independent, so
 // appliances with the same seed and services agree on every flow.
 uint64_t maglev_flow_hash(const FlowKeyV4& key, uint64_t seed);

@@ -250,6 +250,26 @@ struct MbufArea {
   }
 };
 
+// The worker's way: bursts through a BurstPipeline (three in flight), each
+// restored into the buffers of its pipeline slot.
+struct PipelinedBursts {
+  BurstPipeline pipeline;
+  MbufArea areas[BurstPipeline::kDepth];
+  void push(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const uint8_t* templates,
+            uint64_t now) {
+    BurstPipeline::Burst& b = pipeline.next();
+    MbufArea& area = areas[pipeline.index_of(b)];
+    area.restore(templates);
+    for (uint16_t i = 0; i < kBurst; ++i) b.pkts[i] = area.pkts[i];
+    b.n = kBurst;
+    b.in_port = 0;
+    pipeline.step(w, s, neighbors, true, now);
+  }
+  void drain(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint64_t now) {
+    while (!pipeline.empty()) pipeline.step(w, s, neighbors, false, now);
+  }
+};
+
 struct Templates {
   AlignedBytes bytes;
   uint32_t packets = 0;  // a multiple of kBurst
@@ -302,6 +322,7 @@ struct Population {
   std::unique_ptr<WorkerState> worker;
   std::unique_ptr<Templates> pool;
   MbufArea area;
+  std::unique_ptr<PipelinedBursts> pipelined = std::make_unique<PipelinedBursts>();
   uint64_t next_burst = 0;
   uint32_t connections = 0;
   double setup_seconds = 0;
@@ -452,20 +473,28 @@ void bm_baseline(benchmark::State& state) {
   report_packets(state, cycles, packets, false, cpu_ns);
 }
 
-void run_established(benchmark::State& state, Population& pop, bool threaded) {
+// pipelined: what the worker runs (BurstPipeline); else one process_burst
+// per burst, each completed before the next is classified.
+void run_established(benchmark::State& state, Population& pop, bool threaded, bool pipelined = true) {
   const Network& net = network();
   WorkerState& w = *pop.worker;
   MbufArea& area = pop.area;
+  PipelinedBursts& pipe = *pop.pipelined;
   uint64_t drops_before;
   uint64_t forwarded_before = forwarded_plus_drops(w, drops_before);
   uint64_t cpu0 = thread_cpu_ns();
   uint64_t c0 = __rdtsc();
   for (auto _ : state) {
-    area.restore(pop.pool->burst(pop.next_burst++));
     uint64_t now = __rdtsc();
-    process_burst(w, net.snapshot(), net.neighbors, area.pkts, kBurst, 0, now);
+    if (pipelined) {
+      pipe.push(w, net.snapshot(), net.neighbors, pop.pool->burst(pop.next_burst++), now);
+    } else {
+      area.restore(pop.pool->burst(pop.next_burst++));
+      process_burst(w, net.snapshot(), net.neighbors, area.pkts, kBurst, 0, now);
+    }
     if (g_expiry) w.expire(now);
   }
+  pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
   uint64_t cycles = __rdtsc() - c0;
   uint64_t cpu_ns = thread_cpu_ns() - cpu0;
   uint64_t packets = state.iterations() * kBurst;
@@ -480,6 +509,10 @@ void run_established(benchmark::State& state, Population& pop, bool threaded) {
 
 void bm_established(benchmark::State& state, uint32_t connections) {
   run_established(state, population(connections), false);
+}
+
+void bm_established_one_burst(benchmark::State& state, uint32_t connections) {
+  run_established(state, population(connections), false, false);
 }
 
 void bm_established_workers(benchmark::State& state, uint32_t connections) {
@@ -497,6 +530,7 @@ struct NewFlows {
   std::unique_ptr<WorkerState> worker;
   Templates pool{kPoolPackets};
   MbufArea area;
+  PipelinedBursts pipelined;
   uint64_t head = 0;  // next pool position to send (absolute)
   uint64_t tail = 0;  // oldest connection still open (absolute)
   static constexpr uint32_t kCapacity = 1u << 20;
@@ -539,19 +573,19 @@ void bm_new_flows(benchmark::State& state) {
   static NewFlows nf;
   const Network& net = network();
   WorkerState& w = *nf.worker;
-  MbufArea& area = nf.area;
+  PipelinedBursts& pipe = nf.pipelined;
   nf.recycle();
   uint64_t created_before = w.counters.flows_created;
   uint64_t cycles = 0, bursts = 0, cpu_ns = 0;
   uint64_t cpu0 = thread_cpu_ns();
   uint64_t c0 = __rdtsc();
   for (auto _ : state) {
-    area.restore(nf.pool.burst(nf.head / kBurst));
     uint64_t now = __rdtsc();
-    process_burst(w, net.snapshot(), net.neighbors, area.pkts, kBurst, 0, now);
+    pipe.push(w, net.snapshot(), net.neighbors, nf.pool.burst(nf.head / kBurst), now);
     if (g_expiry) w.expire(now);
     nf.head += kBurst;
     if (++bursts % NewFlows::kRecycleBursts == 0) {
+      pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
       cycles += __rdtsc() - c0;
       cpu_ns += thread_cpu_ns() - cpu0;
       state.PauseTiming();
@@ -561,6 +595,7 @@ void bm_new_flows(benchmark::State& state) {
       c0 = __rdtsc();
     }
   }
+  pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
   cycles += __rdtsc() - c0;
   cpu_ns += thread_cpu_ns() - cpu0;
   uint64_t packets = state.iterations() * kBurst;
@@ -628,6 +663,8 @@ void register_all() {
   RegisterBenchmark("baseline", bm_baseline);
   for (uint32_t flows : {1024u, 1048576u})
     RegisterBenchmark(("established/flows:" + std::to_string(flows)).c_str(), bm_established, flows);
+  // The same bursts one at a time: what the burst pipeline buys.
+  RegisterBenchmark("established_one_burst/flows:1048576", bm_established_one_burst, 1048576u);
   if (g_ten_million) {
     // 20M entries x 64 B + 8M buckets x 64 B + templates: about 2 GiB.
     if (available_memory_kib() < (3ull << 20)) {
