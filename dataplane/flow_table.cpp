@@ -9,82 +9,86 @@
 namespace nplb {
 
 FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) {
-  if (connections == 0 || connections > (1u << 30)) throw std::invalid_argument("flow table capacity out of range");
-  entry_count_ = connections * 2 + 1;
-  uint64_t buckets = std::bit_ceil(std::max<uint64_t>(2, (uint64_t(entry_count_) * 2 + kSlotsPerBucket - 1) / kSlotsPerBucket));
-  bucket_mask_ = static_cast<uint32_t>(buckets - 1);
+  if (connections == 0 || connections > (1u << 28)) throw std::invalid_argument("flow table capacity out of range");
+  // Two entries per connection, about 4 per 7-slot bucket: a few percent of
+  // keys spill to their second bucket at full capacity, and a full pair of
+  // buckets (a cuckoo step) is rare. A whole number of 64-byte lines.
+  uint64_t buckets = (uint64_t(connections) * 2 + 3) / 4;
+  buckets = (buckets + 3) / 4 * 4;
+  bucket_count_ = static_cast<uint32_t>(buckets);
+  entry_count_ = bucket_count_ * kSlotsPerBucket + 1;
   buckets_ = PageArray<Bucket>(buckets);
   entries_ = PageArray<FlowEntry>(entry_count_);
-  free_stack_ = PageArray<uint32_t>(entry_count_);
-  // Hand out low indices first: a small table stays dense in the cache.
-  for (uint32_t i = entry_count_ - 1; i >= 1; --i) push_free(i);
 }
 
 uint32_t FlowTable::lookup(const FlowKeyV4& key, uint64_t hash) const {
   uint16_t sig = signature_of(hash);
-  const Bucket& first = buckets_[first_bucket(hash)];
+  uint32_t first = first_bucket(hash);
   if (uint32_t index = find_in(first, sig, key)) return index;
-  return first.spilled ? find_in(buckets_[second_bucket(hash)], sig, key) : kNoEntry;
+  return buckets_[first].spilled ? find_in(second_bucket(hash), sig, key) : kNoEntry;
 }
 
-namespace {
-int free_slot(const uint32_t (&entry)[FlowTable::kSlotsPerBucket]) {
-  for (int s = 0; s < FlowTable::kSlotsPerBucket; ++s)
-    if (entry[s] == FlowTable::kNoEntry) return s;
-  return -1;
-}
-}  // namespace
-
-bool FlowTable::place(uint32_t index, uint64_t hash) {
-  // The first bucket while it has room, else the second, counted as a spill
-  // in the first.
+uint32_t FlowTable::place(uint64_t hash) {
   uint32_t first = first_bucket(hash), second = second_bucket(hash);
-  auto put = [&](uint32_t b, int slot) {
+  auto take = [&](uint32_t b, int slot) {
     buckets_[b].signature[slot] = signature_of(hash);
-    buckets_[b].entry[slot] = index;
     if (b != first) ++buckets_[first].spilled;
-    return true;
+    return entry_index(b, slot);
   };
-  if (int slot = free_slot(buckets_[first].entry); slot >= 0) return put(first, slot);
-  if (int slot = free_slot(buckets_[second].entry); slot >= 0) return put(second, slot);
-  // Both full (a few in ten thousand inserts near capacity): one cuckoo step
-  // moves a resident of either bucket to its other bucket and takes its slot.
-  // Only this worker looks keys up, so a move is never seen half done.
+  if (int slot = buckets_[first].free_slot(); slot >= 0) return take(first, slot);
+  if (int slot = buckets_[second].free_slot(); slot >= 0) return take(second, slot);
+  // Both full (rare below capacity): one cuckoo step moves a resident of
+  // either bucket to its other bucket, entry and all, and takes its slot.
   for (uint32_t b : {first, second}) {
     for (int s = 0; s < kSlotsPerBucket; ++s) {
-      uint32_t resident = buckets_[b].entry[s];
+      uint32_t resident = entry_index(b, s);
       uint64_t resident_hash = hash_of(resident);
       uint32_t its_first = first_bucket(resident_hash), its_second = second_bucket(resident_hash);
       uint32_t other = b == its_first ? its_second : its_first;
       if (other == b) continue;
-      int free = free_slot(buckets_[other].entry);
+      int free = buckets_[other].free_slot();
       if (free < 0) continue;
       buckets_[other].signature[free] = buckets_[b].signature[s];
-      buckets_[other].entry[free] = resident;
       if (other == its_second) ++buckets_[its_first].spilled; else --buckets_[its_first].spilled;
-      return put(b, s);
+      move_entry(resident, entry_index(other, free));
+      return take(b, s);
     }
   }
-  return false;
+  return kNoEntry;
 }
 
 void FlowTable::unplace(uint32_t index) {
-  uint64_t hash = hash_of(index);
-  Bucket& first = buckets_[first_bucket(hash)];
-  for (Bucket* bucket : {&first, &buckets_[second_bucket(hash)]})
-    for (int s = 0; s < kSlotsPerBucket; ++s)
-      if (bucket->entry[s] == index) {
-        bucket->entry[s] = kNoEntry;
-        bucket->signature[s] = 0;
-        if (bucket != &first) --first.spilled;
-        return;
-      }
+  uint32_t b = bucket_of(index);
+  uint32_t first = first_bucket(hash_of(index));
+  buckets_[b].signature[slot_of(index)] = 0;
+  if (b != first) --buckets_[first].spilled;
+}
+
+// Copies an entry to a free slot's entry and frees the old one; the partner
+// follows. Readers on other threads see each entry whole or skip it.
+void FlowTable::move_entry(uint32_t from, uint32_t to) {
+  FlowEntry& e = entries_[from];
+  FlowState state = e.state.load(std::memory_order_relaxed);
+  uint64_t last_seen = e.last_seen.load(std::memory_order_relaxed);
+  write_entry(to, e, state, last_seen, e.direction, e.partner);
+  if (e.partner != kNoEntry) entries_[e.partner].partner = to;  // none yet: an original mid-insert
+  free_entry(from);
+}
+
+void FlowTable::free_entry(uint32_t index) {
+  FlowEntry& e = entries_[index];
+  uint32_t v = next_version();
+  e.version.store(v + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  e.state.store(FlowState::free, std::memory_order_relaxed);
+  e.direction = FlowDirection::original;
+  e.version.store(v + 2, std::memory_order_release);
 }
 
 void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now,
                             FlowDirection direction, uint32_t partner) {
   FlowEntry& e = entries_[index];
-  uint32_t v = e.version.load(std::memory_order_relaxed);
+  uint32_t v = next_version();
   e.version.store(v + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   e.key = from.key;
@@ -112,25 +116,27 @@ void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState sta
 
 uint32_t FlowTable::insert_connection(const FlowEntry& original, uint64_t original_hash, const FlowEntry& reply,
                                       uint64_t reply_hash, FlowState state, uint64_t now) {
-  if (free_top_ < 2) return kNoEntry;
-  uint32_t o = pop_free();
-  uint32_t r = pop_free();
+  if (connections() >= capacity_connections_) return kNoEntry;
+  if (uint32_t line = free_candidate(reply_hash)) __builtin_prefetch(&entries_[line], 1);
+  uint32_t o = place(original_hash);
+  if (o == kNoEntry) return kNoEntry;
   // Direction and partner are part of what a reader must see consistently:
-  // written under the sequence counter with the rest.
-  write_entry(o, original, state, now, FlowDirection::original, r);
-  write_entry(r, reply, state, now, FlowDirection::reply, o);
-  auto give_back = [&] {
-    entries_[o].state.store(FlowState::free, std::memory_order_relaxed);
-    entries_[r].state.store(FlowState::free, std::memory_order_relaxed);
-    push_free(r);
-    push_free(o);
-    return kNoEntry;
-  };
-  if (!place(o, original_hash)) return give_back();
-  if (!place(r, reply_hash)) {
+  // written under the sequence counter with the rest. The reply's slot may
+  // move the original (a cuckoo step), so the original is written first and
+  // its index read back through the move.
+  write_entry(o, original, state, now, FlowDirection::original, kNoEntry);
+  uint32_t r = place(reply_hash);
+  if (r == kNoEntry) {
+    // place() moves entries only when it succeeds: `o` is where it was.
     unplace(o);
-    return give_back();
+    free_entry(o);
+    return kNoEntry;
   }
+  if (!(entries_[o].key == original.key) || entries_[o].state.load(std::memory_order_relaxed) == FlowState::free) {
+    o = lookup(original.key, original_hash);  // moved by the reply's cuckoo step
+  }
+  write_entry(r, reply, state, now, FlowDirection::reply, o);
+  entries_[o].partner = r;
   live_connections_.store(live_connections_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return o;
 }
@@ -140,16 +146,8 @@ void FlowTable::remove_connection(uint32_t index) {
   uint32_t r = entries_[o].partner;
   for (uint32_t i : {o, r}) {
     unplace(i);
-    FlowEntry& e = entries_[i];
-    uint32_t v = e.version.load(std::memory_order_relaxed);
-    e.version.store(v + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    e.state.store(FlowState::free, std::memory_order_relaxed);
-    e.direction = FlowDirection::original;
-    e.version.store(v + 2, std::memory_order_release);
+    free_entry(i);
   }
-  push_free(r);
-  push_free(o);
   live_connections_.store(live_connections_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 

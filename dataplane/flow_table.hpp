@@ -1,19 +1,24 @@
 // The per-worker connection table.
 //
 // One worker reads and writes it; the control thread may copy entries out at
-// any time (read(), for listings) without stopping the worker. Layout, after
-// VPP's lbhash and rte_cuckoo_hash: a bucket is exactly one cache line of 8
-// (16-bit signature, entry index) slots, and an entry is exactly one cache
-// line holding the key and the whole rewrite, checksum deltas included, so an
-// established-flow packet touches two lines, both prefetched a burst ahead.
+// any time (read(), for listings) without stopping the worker.
 //
-// Placement prefers the first of a key's two buckets and spills to the
-// second only when the first is full; the first bucket counts its spills, so
-// a lookup reads the second line only when something actually spilled
-// (under 1% of entries at the sizing below) and a miss costs one line. When
-// both are full, one cuckoo step moves a resident to its other bucket: so
-// key lookups (lookup, candidate) belong to the worker's thread alone;
-// other threads read entries by index.
+// Layout, for a table far larger than the caches: a bucket is 16 bytes, 7
+// 16-bit signatures and a spill count, so the buckets of 1M connections take
+// 8 MiB and stay in the last-level cache; a bucket's slots own 7 fixed
+// entries, so the signature that matches names the entry's line directly
+// (no index to load). An entry is one cache line holding the key and the
+// whole rewrite, checksum differences included. An established packet thus
+// costs a bucket read that mostly hits the cache and one entry line from
+// memory, both requested a burst ahead (BurstPipeline).
+//
+// Placement: a key's first bucket while it has a free slot, else its second,
+// counted as a spill in the first; a lookup reads the second bucket only
+// when its first has spills (a few percent of keys at full capacity). When
+// both are full, one cuckoo step moves a resident to its other bucket,
+// moving its entry and fixing its partner's link. So key lookups (lookup,
+// candidate) belong to the worker's thread alone; other threads read entries
+// by index, under the entry's sequence counter.
 //
 // Each connection owns two entries: the original direction (client ->
 // frontend) and the reply direction (backend -> SNAT address); each records
@@ -21,11 +26,6 @@
 // keeps its own last_seen and a mirror of the TCP state, so a packet touches
 // only its own entry; expiry looks at the partner only for a connection its
 // own direction says is idle.
-//
-// Concurrency: the worker is the only writer. An entry's key and translation
-// are written under a sequence counter, so a reader on another thread that
-// races with reuse sees an odd or changed version and skips. last_seen and
-// state are single relaxed atomic words: readers may see them a packet late.
 //
 // Expiry is incremental: expire_step() looks at a few entries per call from a
 // moving cursor, never the whole table at once.
@@ -91,7 +91,7 @@ enum class FlowDirection : uint8_t { original = 0, reply = 1 };
 
 struct alignas(64) FlowEntry {
   std::atomic<uint64_t> last_seen{0};  // TSC of this direction's last packet
-  std::atomic<uint32_t> version{0};    // even: stable; odd: being written
+  std::atomic<uint32_t> version{0};    // even: stable; odd: being written (FlowTable::next_version)
   FlowKeyV4 key;
   // The rewrite for packets matching `key`: new source and destination.
   uint32_t new_src_be = 0;
@@ -151,21 +151,16 @@ struct FlowView {
 class FlowTable {
  public:
   static constexpr uint32_t kNoEntry = 0;  // entry 0 is never used, so 0 means "none"
-  static constexpr int kSlotsPerBucket = 8;
+  static constexpr int kSlotsPerBucket = 7;
 
-  // Room for `connections` connections (2 entries each); buckets sized for at
-  // most 50% slot load, so two-choice insertion practically never fails.
+  // Room for `connections` connections (2 entries each), in buckets for
+  // about 4 entries each of their 7 slots.
   explicit FlowTable(uint32_t connections);
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 
   // Requests the key's first bucket: where all but the spilled entries are.
   void prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[first_bucket(hash)]); }
-
-  // Requests the lines of the next `count` entries insert_connection() takes.
-  void prefetch_free(uint32_t count) const {
-    for (uint32_t i = 0; i < count && i < free_top_; ++i) __builtin_prefetch(&entries_[free_stack_[free_top_ - 1 - i]], 1);
-  }
 
   // The entry matching `key`, or kNoEntry. The worker's thread only.
   uint32_t lookup(const FlowKeyV4& key, uint64_t hash) const;
@@ -175,12 +170,20 @@ class FlowTable {
   // the key is certainly absent. Confirm with entry(i).key == key.
   uint32_t candidate(uint64_t hash) const {
     uint16_t sig = signature_of(hash);
-    const Bucket& first = buckets_[first_bucket(hash)];
-    if (uint32_t m = first.matches(sig)) return first.entry[std::countr_zero(m) / 2];
-    if (first.spilled == 0) return kNoEntry;
-    const Bucket& second = buckets_[second_bucket(hash)];
-    if (uint32_t m = second.matches(sig)) return second.entry[std::countr_zero(m) / 2];
+    uint32_t first = first_bucket(hash);
+    if (uint32_t m = buckets_[first].matches(sig)) return entry_index(first, std::countr_zero(m) / 2);
+    if (buckets_[first].spilled == 0) return kNoEntry;
+    uint32_t second = second_bucket(hash);
+    if (uint32_t m = buckets_[second].matches(sig)) return entry_index(second, std::countr_zero(m) / 2);
     return kNoEntry;
+  }
+
+  // Where a new key would go if its first bucket has room (the line
+  // insert_connection() writes: worth requesting early); kNoEntry if full.
+  uint32_t free_candidate(uint64_t hash) const {
+    uint32_t first = first_bucket(hash);
+    int slot = buckets_[first].free_slot();
+    return slot < 0 ? kNoEntry : entry_index(first, slot);
   }
 
   // Inserts the two entries of a connection. Returns the original entry's
@@ -240,16 +243,15 @@ class FlowTable {
 
  private:
   // Written and read by the worker only.
-  struct alignas(64) Bucket {
+  struct alignas(16) Bucket {
     uint16_t signature[kSlotsPerBucket] = {};  // 0: free slot
-    uint32_t entry[kSlotsPerBucket] = {};
-    uint32_t spilled = 0;  // entries whose first bucket this is, placed in their second
-    uint32_t unused[3] = {};
+    uint16_t spilled = 0;  // entries whose first bucket this is, placed in their second
     // Two bits per slot whose signature is `sig`.
     uint32_t matches(uint16_t sig) const {
 #if defined(__SSE2__)
       __m128i sigs = _mm_load_si128(reinterpret_cast<const __m128i*>(signature));
-      return static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)))));
+      uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi16(sigs, _mm_set1_epi16(static_cast<short>(sig)))));
+      return m & 0x3fff;  // the eighth lane is the spill count
 #else
       uint32_t m = 0;
       for (int s = 0; s < kSlotsPerBucket; ++s)
@@ -257,37 +259,56 @@ class FlowTable {
       return m;
 #endif
     }
+    int free_slot() const {
+      for (int s = 0; s < kSlotsPerBucket; ++s)
+        if (signature[s] == 0) return s;
+      return -1;
+    }
   };
-  static_assert(sizeof(Bucket) == 64, "a bucket is one cache line");
+  static_assert(sizeof(Bucket) == 16, "four buckets to a cache line");
 
   static uint16_t signature_of(uint64_t hash) { return static_cast<uint16_t>(hash >> 48) | 1u; }
-  uint32_t first_bucket(uint64_t hash) const { return static_cast<uint32_t>(hash) & bucket_mask_; }
-  uint32_t second_bucket(uint64_t hash) const {
-    return static_cast<uint32_t>((hash >> 32) * 0x9e3779b1u >> 7) & bucket_mask_;
+  // Lemire's multiply-shift range reduction: any bucket count, no modulo.
+  uint32_t first_bucket(uint64_t hash) const {
+    return static_cast<uint32_t>((uint64_t(static_cast<uint32_t>(hash)) * bucket_count_) >> 32);
   }
-  uint32_t find_in(const Bucket& bucket, uint16_t sig, const FlowKeyV4& key) const {
-    for (uint32_t m = bucket.matches(sig); m; m &= m - 1) {
-      uint32_t index = bucket.entry[std::countr_zero(m) / 2];
+  uint32_t second_bucket(uint64_t hash) const {
+    return static_cast<uint32_t>((uint64_t(static_cast<uint32_t>((hash >> 32) * 0x9e3779b1u)) * bucket_count_) >> 32);
+  }
+  static uint32_t entry_index(uint32_t bucket, int slot) { return bucket * kSlotsPerBucket + static_cast<uint32_t>(slot) + 1; }
+  static uint32_t bucket_of(uint32_t index) { return (index - 1) / kSlotsPerBucket; }
+  static int slot_of(uint32_t index) { return static_cast<int>((index - 1) % kSlotsPerBucket); }
+  uint32_t find_in(uint32_t bucket, uint16_t sig, const FlowKeyV4& key) const {
+    for (uint32_t m = buckets_[bucket].matches(sig); m; m &= m - 1) {
+      uint32_t index = entry_index(bucket, std::countr_zero(m) / 2);
       m &= m - 1;  // each slot has two bits
       if (entries_[index].key == key) return index;
     }
     return kNoEntry;
   }
-  bool place(uint32_t index, uint64_t hash);
+  // A slot for `hash` (its signature set), or kNoEntry; may move one resident.
+  uint32_t place(uint64_t hash);
   void unplace(uint32_t index);
-  uint32_t pop_free() { return free_top_ ? free_stack_[--free_top_] : kNoEntry; }
-  void push_free(uint32_t index) { free_stack_[free_top_++] = index; }
+  void move_entry(uint32_t from, uint32_t to);
   void write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now, FlowDirection direction,
                    uint32_t partner);
+  void free_entry(uint32_t index);
   uint64_t hash_of(uint32_t index) const { return flow_key_hash(entries_[index].key); }
+  // Versions come from one table-wide counter, not from the entry: a write
+  // never has to read a line it is about to overwrite (for a new entry, a
+  // line not in any cache). Every write takes a larger even value than the
+  // last, so an entry's version still changes whenever it is written.
+  uint32_t next_version() {
+    version_counter_ += 2;
+    return version_counter_;
+  }
 
   uint32_t capacity_connections_;
-  uint32_t entry_count_;  // including the unused entry 0
-  uint32_t bucket_mask_;
+  uint32_t bucket_count_;
+  uint32_t entry_count_;  // bucket_count_ * kSlotsPerBucket + the unused entry 0
   PageArray<Bucket> buckets_;
   PageArray<FlowEntry> entries_;
-  PageArray<uint32_t> free_stack_;
-  uint32_t free_top_ = 0;
+  uint32_t version_counter_ = 0;
   uint32_t expiry_cursor_ = 1;
   uint64_t expiry_clock_ = 0;  // the time expire_due has accounted for
   uint32_t evict_cursor_ = 1;

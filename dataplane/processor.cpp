@@ -351,6 +351,11 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   }
   if (snat_port == 0) return dropped(w, DropReason::snat_exhausted);
   uint16_t snat_port_be = __builtin_bswap16(snat_port);
+  // The reply's key is known now: request its bucket while both entries are
+  // filled in (nothing earlier could: the SNAT port was just chosen).
+  FlowKeyV4 reply_key{backend.address_be, snat_be, backend.port_be, snat_port_be, key.protocol, {0, 0, 0}};
+  uint64_t reply_hash = flow_key_hash(reply_key);
+  w.flows.prefetch(reply_hash);
 
   FlowEntry original;
   original.key = key;
@@ -365,7 +370,7 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   original.snat_pool = static_cast<uint16_t>(pool);
 
   FlowEntry reply;
-  reply.key = FlowKeyV4{backend.address_be, snat_be, backend.port_be, snat_port_be, key.protocol, {0, 0, 0}};
+  reply.key = reply_key;
   reply.new_src_be = key.dst_be;
   reply.new_dst_be = key.src_be;
   reply.new_src_port_be = key.dst_port_be;
@@ -377,7 +382,6 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   reply.snat_pool = static_cast<uint16_t>(pool);
 
   FlowState state = key.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? FlowState::syn_sent : FlowState::established;
-  uint64_t reply_hash = flow_key_hash(reply.key);
   uint32_t index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
   if (index == FlowTable::kNoEntry) {
     // Full: make room from embryonic connections only; established ones are
@@ -639,16 +643,14 @@ void stage_classify(WorkerState& w, const Snapshot& s, BurstPacket* pkts, Packet
 
 // Buckets only: every candidate entry's line is requested before any is read.
 void stage_lookup(WorkerState& w, PacketWork* work, uint16_t n) {
-  uint32_t misses = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (!work[i].needs_flow) continue;
     work[i].index = w.flows.candidate(work[i].hash);
-    if (work[i].index != FlowTable::kNoEntry)
-      __builtin_prefetch(&w.flows.entry(work[i].index), 1);  // last_seen is written
-    else
-      ++misses;
+    // A hit's entry (last_seen is written), or where a new connection's
+    // original entry will go.
+    uint32_t line = work[i].index != FlowTable::kNoEntry ? work[i].index : w.flows.free_candidate(work[i].hash);
+    __builtin_prefetch(&w.flows.entry(line), 1);
   }
-  if (misses) w.flows.prefetch_free(2 * misses);
 }
 
 void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts,
