@@ -6,6 +6,8 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
+#include <memory>
+
 namespace nplb {
 namespace {
 
@@ -39,37 +41,39 @@ struct TxBuffers {
   }
 };
 
-void handle_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rte_mbuf** mbufs, uint16_t n,
-                  uint16_t in_port, uint64_t now) {
+// Fills a pipeline burst from received mbufs. Frames are single-segment
+// (scattered RX is never enabled); should a driver hand a chain anyway, it is
+// dropped before anyone reads past the first segment.
+void prepare_burst(WorkerRuntime& rt, BurstPipeline::Burst& b, rte_mbuf** mbufs, uint16_t n, uint16_t in_port) {
   WorkerState& w = *rt.state;
-  BurstPacket pkts[kBurstSize];
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = mbufs[i];
-    pkts[i].frame = rte_pktmbuf_mtod(m, uint8_t*);
-    pkts[i].len = rte_pktmbuf_data_len(m);
-    pkts[i].capacity = pkts[i].len + rte_pktmbuf_tailroom(m);
-    pkts[i].options.ip_checksum_verified =
-        (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-  }
-  // Frames are single-segment (scattered RX is never enabled); should a
-  // driver hand a chain anyway, it is dropped before anyone reads past the
-  // first segment.
   uint16_t kept = 0;
   for (uint16_t i = 0; i < n; ++i) {
-    if (mbufs[i]->nb_segs == 1) {
-      mbufs[kept] = mbufs[i];
-      pkts[kept++] = pkts[i];
+    rte_mbuf* m = mbufs[i];
+    if (m->nb_segs != 1) {
+      ++w.counters.drops[static_cast<size_t>(DropReason::segmented)];
+      ++w.counters.port_dropped[in_port];
+      rte_pktmbuf_free(m);
       continue;
     }
-    ++w.counters.drops[static_cast<size_t>(DropReason::segmented)];
-    ++w.counters.port_dropped[in_port];
-    rte_pktmbuf_free(mbufs[i]);
+    BurstPacket& p = b.pkts[kept];
+    p.frame = rte_pktmbuf_mtod(m, uint8_t*);
+    p.len = rte_pktmbuf_data_len(m);
+    p.capacity = p.len + rte_pktmbuf_tailroom(m);
+    p.options.ip_checksum_verified = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    b.user[kept++] = m;
   }
-  n = kept;
-  process_burst(w, snapshot, *rt.neighbors, pkts, n, in_port, now);
-  for (uint16_t i = 0; i < n; ++i) {
-    rte_mbuf* m = mbufs[i];
-    switch (pkts[i].outcome.action) {
+  b.n = kept;
+  b.in_port = in_port;
+}
+
+// Acts on a completed burst's verdicts: transmit, free, or hand to the kernel.
+void finish_burst(WorkerRuntime& rt, TxBuffers& tx, const BurstPipeline::Burst& b) {
+  WorkerState& w = *rt.state;
+  uint16_t in_port = b.in_port;
+  for (uint16_t i = 0; i < b.n; ++i) {
+    rte_mbuf* m = static_cast<rte_mbuf*>(b.user[i]);
+    const BurstPacket& p = b.pkts[i];
+    switch (p.outcome.action) {
       case Action::reject:
         ++w.counters.port_dropped[in_port];
         [[fallthrough]];
@@ -77,12 +81,12 @@ void handle_burst(WorkerRuntime& rt, TxBuffers& tx, const Snapshot& snapshot, rt
       case Action::reply:
         // The frame may have shrunk (padding trimmed, a reset) or grown (an
         // ICMP error quoting it, within the tailroom).
-        m->data_len = static_cast<uint16_t>(pkts[i].len);
-        m->pkt_len = pkts[i].len;
+        m->data_len = static_cast<uint16_t>(p.len);
+        m->pkt_len = p.len;
         // No TX checksum offload: checksums were updated incrementally, so a
         // checksum that arrived bad leaves bad.
         m->ol_flags = 0;
-        tx.add(rt, pkts[i].outcome.tx_port, m);
+        tx.add(rt, p.outcome.tx_port, m);
         break;
       case Action::drop:
         ++w.counters.port_dropped[in_port];
@@ -128,23 +132,36 @@ int run_worker(void* arg) {
   rt.running.store(true, std::memory_order_release);
 
   uint64_t last_packet = rte_rdtsc();
-  rte_mbuf* pkts[kBurstSize];
+  // Bursts stay in the pipeline while more arrive behind them (each one's
+  // flow-table lines load while the others are worked on); a poll that
+  // brings nothing drains it, so at low rates no packet waits.
+  auto pipeline = std::make_unique<BurstPipeline>();
+  rte_mbuf* rx[kBurstSize];
   while (!rt.stop->load(std::memory_order_relaxed)) {
     const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
     uint64_t now = rte_rdtsc();
     bool busy = false;
     for (uint16_t p = 0; p < rt.port_count; ++p) {
-      uint16_t n = rte_eth_rx_burst(rt.port_ids[p], rt.queue, pkts, kBurstSize);
+      uint16_t n = rte_eth_rx_burst(rt.port_ids[p], rt.queue, rx, kBurstSize);
       if (n == 0) continue;
       busy = true;
       w.counters.port_rx[p] += n;
-      handle_burst(rt, tx, *snapshot, pkts, n, p, now);
+      BurstPipeline::Burst& b = pipeline->next();
+      prepare_burst(rt, b, rx, n, p);
+      if (b.n == 0) continue;
+      if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, true, now))
+        finish_burst(rt, tx, *done);
     }
+    if (!busy)
+      while (!pipeline->empty())
+        if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, false, now))
+          finish_burst(rt, tx, *done);
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
     w.expire(now);
     w.watch_flood(now, snapshot->tsc_hz);
-    // The snapshot pointer is not held past this point.
+    // The snapshot pointer is not held past this point (the pipeline's
+    // bursts carry packets and verdicts, never pointers into a snapshot).
     rte_rcu_qsbr_quiescent(rt.rcu, w.id);
 
     if (busy) {
@@ -157,6 +174,13 @@ int run_worker(void* arg) {
     } else {
       rte_pause();
     }
+  }
+  // Stopping: what is in flight still gets its verdict.
+  {
+    const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
+    while (!pipeline->empty())
+      if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, false, rte_rdtsc()))
+        finish_burst(rt, tx, *done);
   }
   if (rt.inject) send_injected(rt, tx);
   tx.flush_all(rt);
