@@ -65,6 +65,7 @@ BuiltSnapshot build_snapshot(const ApplianceConfig& config, const Model& model, 
       if (c.address.is_v4()) s.local_be.push_back(c.address.v4_be());
     s.ports.push_back(std::move(view));
   }
+  s.index_routes();
   for (const IpAddr& f : model.frontends)
     if (f.is_v4()) s.frontends_be.push_back(f.v4_be());
   for (const IpAddr& a : config.forwarding.snat)

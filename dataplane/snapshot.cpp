@@ -4,14 +4,21 @@
 
 namespace nplb {
 
-Route Snapshot::route_to(uint32_t dst_be) const {
-  IpAddr dst = IpAddr::v4_be(dst_be);
+void Snapshot::index_routes() {
+  v4_subnets.clear();
+  default_route = Route{};
   for (uint16_t p = 0; p < ports.size(); ++p)
-    for (const Cidr& subnet : ports[p].subnets)
-      if (subnet.contains(dst)) return Route{p, dst_be, true};
+    for (const Cidr& subnet : ports[p].subnets) {
+      if (!subnet.address.is_v4()) continue;
+      uint32_t mask = subnet.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - subnet.prefix_len);
+      uint32_t mask_be = __builtin_bswap32(mask);
+      v4_subnets.push_back(V4Subnet{subnet.address.v4_be() & mask_be, mask_be, p});
+    }
   for (uint16_t p = 0; p < ports.size(); ++p)
-    if (ports[p].gateway_be) return Route{p, ports[p].gateway_be, true};
-  return Route{};
+    if (ports[p].gateway_be) {
+      default_route = Route{p, ports[p].gateway_be, true};
+      break;
+    }
 }
 
 void Snapshot::index_addresses() {

@@ -146,7 +146,22 @@ struct Snapshot {
   void index_addresses();
 
   // The port whose subnet holds `dst`, else the first port with a gateway.
-  Route route_to(uint32_t dst_be) const;
+  // From the IPv4 subnets as masks (index_routes()): a new connection's
+  // route to its client is a few integer compares.
+  Route route_to(uint32_t dst_be) const {
+    for (const V4Subnet& subnet : v4_subnets)
+      if ((dst_be & subnet.mask_be) == subnet.network_be) return Route{subnet.port, dst_be, true};
+    return default_route;
+  }
+  struct V4Subnet {
+    uint32_t network_be = 0;
+    uint32_t mask_be = 0;
+    uint16_t port = 0;
+  };
+  std::vector<V4Subnet> v4_subnets;  // ports' subnets, in port order
+  Route default_route;               // the first port with a gateway, else not found
+  // Control side: builds v4_subnets and default_route from `ports`.
+  void index_routes();
 
   // Control side: builds the service map from `services` and the keys given.
   void index_service(uint32_t frontend_be, uint16_t port_be, uint8_t protocol, uint32_t service_index);

@@ -632,9 +632,10 @@ uint64_t meminfo_kib(const char* key) {
 // Says what the reserved pool holds against what the benchmarks need, and
 // the exact command when it is short (scripts/bench.sh reserves it itself).
 void hugepage_note() {
-  // 1M connections: 2M entries x 64 B + 512Ki buckets x 64 B + free stack;
-  // the 1- and 2-worker populations, new_flows' 1Mi table, 10M if asked.
-  uint64_t mib = 3 * 170 + 170 + (g_ten_million ? 1700 : 0);
+  // A 1Mi-connection table: 512Ki buckets x 16 B + 3.67Mi entries x 64 B,
+  // about 245 MiB; four of them (established, the two threads' own, and
+  // new_flows'), plus 10Mi (about 2440 MiB) if asked.
+  uint64_t mib = 4 * 245 + (g_ten_million ? 2440 : 0);
   uint64_t pages_needed = mib / 2 + 16;
   uint64_t free_pages = meminfo_kib("HugePages_Free:");
   if (free_pages >= pages_needed) {
