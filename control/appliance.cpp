@@ -665,6 +665,7 @@ std::string Appliance::counters_json() const {
   j.key("flows_created").value(sum([](const WorkerState& w) { return w.counters.flows_created; }));
   j.key("flows_expired").value(sum([](const WorkerState& w) { return w.counters.flows_expired; }));
   j.key("flows_evicted").value(sum([](const WorkerState& w) { return w.counters.flows_evicted; }));
+  j.key("flows_rolled_back").value(sum([](const WorkerState& w) { return w.counters.flows_rolled_back; }));
   j.key("flows_active").value(sum([](const WorkerState& w) { return uint64_t(w.flows.connections()); }));
   j.key("forwarded").value(sum([](const WorkerState& w) { return w.counters.forwarded; }));
   j.key("arp_replies").value(sum([](const WorkerState& w) { return w.counters.arp_replies; }));

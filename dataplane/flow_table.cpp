@@ -114,37 +114,56 @@ void FlowTable::write_entry(uint32_t index, const FlowEntry& from, FlowState sta
   e.version.store(v + 2, std::memory_order_release);
 }
 
-uint32_t FlowTable::insert_connection(const FlowEntry& original, uint64_t original_hash, const FlowEntry& reply,
-                                      uint64_t reply_hash, FlowState state, uint64_t now) {
+uint32_t FlowTable::insert_original(const FlowEntry& original, uint64_t original_hash, FlowState state,
+                                    uint64_t now) {
   if (connections() >= capacity_connections_) return kNoEntry;
-  if (uint32_t line = free_candidate(reply_hash)) __builtin_prefetch(&entries_[line], 1);
   uint32_t o = place(original_hash);
   if (o == kNoEntry) return kNoEntry;
   // Direction and partner are part of what a reader must see consistently:
-  // written under the sequence counter with the rest. The reply's slot may
-  // move the original (a cuckoo step), so the original is written first and
-  // its index read back through the move.
+  // written under the sequence counter with the rest.
   write_entry(o, original, state, now, FlowDirection::original, kNoEntry);
-  uint32_t r = place(reply_hash);
-  if (r == kNoEntry) {
-    // place() moves entries only when it succeeds: `o` is where it was.
-    unplace(o);
-    free_entry(o);
-    return kNoEntry;
-  }
-  if (!(entries_[o].key == original.key) || entries_[o].state.load(std::memory_order_relaxed) == FlowState::free) {
-    o = lookup(original.key, original_hash);  // moved by the reply's cuckoo step
-  }
-  write_entry(r, reply, state, now, FlowDirection::reply, o);
-  entries_[o].partner = r;
   live_connections_.store(live_connections_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return o;
 }
 
+uint32_t FlowTable::insert_reply(uint32_t o, const FlowKeyV4& original_key, uint64_t original_hash, const FlowEntry& reply,
+                                 uint64_t reply_hash, uint64_t now) {
+  // The original may have moved since it was placed (a cuckoo step of a
+  // later insert): find it by its key, before and after placing the reply.
+  auto find_original = [&] {
+    const FlowEntry& e = entries_[o];
+    bool there = e.key == original_key && e.direction == FlowDirection::original && e.partner == kNoEntry &&
+                 e.state.load(std::memory_order_relaxed) != FlowState::free;
+    if (!there) o = lookup(original_key, original_hash);
+    return o != kNoEntry && entries_[o].partner == kNoEntry;
+  };
+  if (!find_original()) return kOriginalGone;
+  uint32_t r = place(reply_hash);
+  find_original();
+  if (r == kNoEntry) {
+    unplace(o);
+    free_entry(o);
+    live_connections_.store(live_connections_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    return kNoEntry;
+  }
+  write_entry(r, reply, entries_[o].state.load(std::memory_order_relaxed), now, FlowDirection::reply, o);
+  entries_[o].partner = r;
+  return o;
+}
+
+uint32_t FlowTable::insert_connection(const FlowEntry& original, uint64_t original_hash, const FlowEntry& reply,
+                                      uint64_t reply_hash, FlowState state, uint64_t now) {
+  uint32_t o = insert_original(original, original_hash, state, now);
+  if (o == kNoEntry) return kNoEntry;
+  uint32_t placed = insert_reply(o, original.key, original_hash, reply, reply_hash, now);
+  return placed == kOriginalGone ? kNoEntry : placed;
+}
+
 void FlowTable::remove_connection(uint32_t index) {
   uint32_t o = original_of(index);
-  uint32_t r = entries_[o].partner;
+  uint32_t r = entries_[o].partner;  // kNoEntry between insert_original and insert_reply
   for (uint32_t i : {o, r}) {
+    if (i == kNoEntry) continue;
     unplace(i);
     free_entry(i);
   }

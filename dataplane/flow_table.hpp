@@ -152,6 +152,7 @@ class FlowTable {
  public:
   static constexpr uint32_t kNoEntry = 0;  // entry 0 is never used, so 0 means "none"
   static constexpr int kSlotsPerBucket = 7;
+  static constexpr uint32_t kOriginalGone = UINT32_MAX;
 
   // Room for `connections` connections (2 entries each), in buckets for
   // about 4 entries each of their 7 slots.
@@ -191,6 +192,18 @@ class FlowTable {
   // `original` and `reply` describe each direction; state and last_seen are set.
   uint32_t insert_connection(const FlowEntry& original, uint64_t original_hash, const FlowEntry& reply,
                              uint64_t reply_hash, FlowState state, uint64_t now);
+
+  // The same in two steps, so the reply's bucket (unknown until the SNAT
+  // port is chosen) can load while other packets are worked on. Between
+  // them the connection counts and its original entry forwards; its partner
+  // is kNoEntry, which eviction respects. insert_reply finds the original by
+  // its key (a cuckoo step may have moved it) and returns where it is now;
+  // if the reply finds no room it removes the original too: kNoEntry; if
+  // the original was removed meanwhile (its remover returned its SNAT
+  // port): kOriginalGone, and nothing is inserted.
+  uint32_t insert_original(const FlowEntry& original, uint64_t original_hash, FlowState state, uint64_t now);
+  uint32_t insert_reply(uint32_t original_index, const FlowKeyV4& original_key, uint64_t original_hash,
+                    const FlowEntry& reply, uint64_t reply_hash, uint64_t now);
 
   // Removes a connection given either of its entries.
   void remove_connection(uint32_t index);
@@ -364,7 +377,8 @@ bool FlowTable::evict_embryonic(uint32_t budget, OnEvicted&& on_evicted) {
     uint32_t index = evict_cursor_;
     evict_cursor_ = evict_cursor_ + 1 == entry_count_ ? 1 : evict_cursor_ + 1;
     FlowEntry& e = entries_[index];
-    if (e.direction == FlowDirection::original && e.state.load(std::memory_order_relaxed) == FlowState::syn_sent) {
+    if (e.direction == FlowDirection::original && e.state.load(std::memory_order_relaxed) == FlowState::syn_sent &&
+        e.partner != kNoEntry) {  // not a connection between insert_original and insert_reply
       on_evicted(e);
       remove_connection(index);
       return true;

@@ -39,6 +39,22 @@ uint32_t WorkerState::expire(uint64_t now) {
   return n;
 }
 
+void WorkerState::insert_pending_replies(uint64_t now) {
+  // Their buckets were requested when the SNAT ports were chosen; now the
+  // entry lines they will take, then the inserts.
+  for (uint32_t i = 0; i < pending_reply_count; ++i)
+    if (uint32_t line = flows.free_candidate(pending_replies[i].reply_hash)) __builtin_prefetch(&flows.entry(line), 1);
+  for (uint32_t i = 0; i < pending_reply_count; ++i) {
+    const PendingReply& p = pending_replies[i];
+    uint32_t placed = flows.insert_reply(p.original, p.original_key, p.original_hash, p.reply, p.reply_hash, now);
+    if (placed == FlowTable::kNoEntry) {
+      snat.release(p.pool, p.snat_port);
+      ++counters.flows_rolled_back;
+    }  // kOriginalGone: removed meanwhile, its port already returned
+  }
+  pending_reply_count = 0;
+}
+
 uint64_t maglev_flow_hash(const FlowKeyV4& key, uint64_t seed) { return hash_bytes(&key, 13, seed); }
 
 namespace {
@@ -148,7 +164,8 @@ NPLB_HOT void track_tcp(FlowTable& flows, FlowEntry& e, uint8_t flags) {
   }
   if (next != state) {
     e.state.store(next, std::memory_order_relaxed);
-    flows.entry(e.partner).state.store(next, std::memory_order_relaxed);
+    if (e.partner != FlowTable::kNoEntry)  // none yet: insert_reply copies the state
+      flows.entry(e.partner).state.store(next, std::memory_order_relaxed);
   }
 }
 
@@ -369,7 +386,32 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   original.next_hop_be = backend.route.next_hop_be;
   original.snat_pool = static_cast<uint16_t>(pool);
 
-  FlowEntry reply;
+  FlowState state = key.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? FlowState::syn_sent : FlowState::established;
+  if (w.pending_reply_count == WorkerState::kPendingReplies) w.insert_pending_replies(now);
+  uint32_t index = w.flows.insert_original(original, hash, state, now);
+  if (index == FlowTable::kNoEntry) {
+    // Full: make room from embryonic connections only; established ones are
+    // never evicted for new ones. Connections opened earlier in this burst
+    // are completed first, so they can be evicted as if packet by packet.
+    if (w.pending_reply_count) w.insert_pending_replies(now);
+    auto release = [&w](const FlowEntry& e) { w.release_snat(e); };
+    if (w.flows.evict_embryonic(64, release)) {
+      ++w.counters.flows_evicted;
+      index = w.flows.insert_original(original, hash, state, now);
+    }
+    if (index == FlowTable::kNoEntry) {
+      w.snat.release(pool, snat_port);
+      return dropped(w, DropReason::flow_table_full);
+    }
+  }
+  WorkerState::PendingReply& pending = w.pending_replies[w.pending_reply_count++];
+  pending.original = index;
+  pending.original_key = key;
+  pending.original_hash = hash;
+  pending.reply_hash = reply_hash;
+  pending.pool = pool;
+  pending.snat_port = snat_port;
+  FlowEntry& reply = pending.reply;
   reply.key = reply_key;
   reply.new_src_be = key.dst_be;
   reply.new_dst_be = key.src_be;
@@ -380,22 +422,6 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   reply.tx_port = static_cast<uint8_t>(to_client.port);
   reply.next_hop_be = to_client.next_hop_be;
   reply.snat_pool = static_cast<uint16_t>(pool);
-
-  FlowState state = key.protocol == static_cast<uint8_t>(L4Protocol::tcp) ? FlowState::syn_sent : FlowState::established;
-  uint32_t index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
-  if (index == FlowTable::kNoEntry) {
-    // Full: make room from embryonic connections only; established ones are
-    // never evicted for new ones.
-    auto release = [&w](const FlowEntry& e) { w.release_snat(e); };
-    if (w.flows.evict_embryonic(64, release)) {
-      ++w.counters.flows_evicted;
-      index = w.flows.insert_connection(original, hash, reply, reply_hash, state, now);
-    }
-    if (index == FlowTable::kNoEntry) {
-      w.snat.release(pool, snat_port);
-      return dropped(w, DropReason::flow_table_full);
-    }
-  }
   ++w.counters.flows_created;
   w.flows_changed_in_burst = true;
   return forward_by(w, s, neighbors, f, w.flows.entry(index));
@@ -625,7 +651,9 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
   if (!work.needs_flow) return work.outcome;
   work.index = w.flows.lookup(work.key, work.hash);
   w.flows_changed_in_burst = false;
-  return complete(w, s, neighbors, bytes, len, capacity, in_port, work, now);
+  Outcome outcome = complete(w, s, neighbors, bytes, len, capacity, in_port, work, now);
+  if (w.pending_reply_count) w.insert_pending_replies(now);
+  return outcome;
 }
 
 namespace {
@@ -660,6 +688,7 @@ void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neig
     pkts[i].outcome = work[i].needs_flow
                           ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, work[i], now)
                           : work[i].outcome;
+  if (w.pending_reply_count) w.insert_pending_replies(now);
 }
 
 }  // namespace

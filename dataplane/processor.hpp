@@ -37,6 +37,7 @@ struct alignas(64) WorkerCounters {
   uint64_t flows_created = 0;
   uint64_t flows_expired = 0;
   uint64_t flows_evicted = 0;  // embryonic flows evicted to make room
+  uint64_t flows_rolled_back = 0;  // opened, but the reply entry found no room: removed again (its answer will find no flow)
   uint64_t arp_replies = 0;
   uint64_t arp_learned = 0;
   uint64_t icmp_echo_replies = 0;
@@ -91,6 +92,26 @@ struct alignas(64) WorkerState {
     return static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & (kGleanedSlots - 1);
   }
   WorkerEventRing events;
+
+  // Connections opened in the current burst whose reply entry is not in the
+  // table yet (FlowTable::insert_original / insert_reply): the reply's
+  // bucket was requested when its SNAT port was chosen, and is read at the
+  // end of the burst, when it has had the rest of the burst to arrive.
+  struct PendingReply {
+    uint32_t original = 0;
+    FlowKeyV4 original_key;
+    uint64_t original_hash = 0;
+    uint64_t reply_hash = 0;
+    uint32_t pool = 0;
+    uint16_t snat_port = 0;  // host order
+    FlowEntry reply;
+  };
+  std::unique_ptr<PendingReply[]> pending_replies{new PendingReply[kPendingReplies]};
+  static constexpr uint32_t kPendingReplies = 64;
+  uint32_t pending_reply_count = 0;
+  // Inserts the pending replies; a connection whose reply finds no room is
+  // rolled back (original removed, SNAT port returned; counted).
+  void insert_pending_replies(uint64_t now);
   bool flows_changed_in_burst = false;  // a connection was opened during the current burst
 
   // Refusals (RST, ICMP unreachable) are rate-limited per worker: a token

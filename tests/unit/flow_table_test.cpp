@@ -327,6 +327,59 @@ TEST(FlowTable, FullToCapacityAndBack) {
   EXPECT_EQ(t.connections(), kConnections);
 }
 
+// The two-step insert the workers use: originals first, each reply at the
+// end of its burst. Originals inserted meanwhile may move an earlier one (a
+// cuckoo step); its reply still finds it, and both directions resolve.
+TEST(FlowTable, RepliesFindTheirOriginalsAfterOtherInserts) {
+  constexpr uint32_t kConnections = 20'000;
+  FlowTable t(kConnections);
+  std::vector<uint32_t> hint(kConnections);
+  for (uint32_t k = 0; k < kConnections; ++k) {
+    Connection c;
+    fill_connection(c, k, kTcp);
+    hint[k] = t.insert_original(c.original, flow_key_hash(c.original.key), FlowState::syn_sent, k);
+    ASSERT_NE(hint[k], FlowTable::kNoEntry) << k;
+    EXPECT_EQ(t.entry(hint[k]).partner, FlowTable::kNoEntry) << "no partner until the reply is in";
+  }
+  EXPECT_EQ(t.connections(), kConnections) << "a half-inserted connection counts";
+  for (uint32_t k = 0; k < kConnections; ++k) {
+    Connection c;
+    fill_connection(c, k, kTcp);
+    uint32_t o = t.insert_reply(hint[k], c.original.key, flow_key_hash(c.original.key), c.reply,
+                                flow_key_hash(c.reply.key), k);
+    ASSERT_NE(o, FlowTable::kNoEntry) << k;
+    ASSERT_NE(o, FlowTable::kOriginalGone) << k;
+  }
+  for (uint32_t k = 0; k < kConnections; ++k) {
+    Keys c = make_connection(k);
+    uint32_t o = find(t, c.original), r = find(t, c.reply);
+    ASSERT_NE(o, FlowTable::kNoEntry) << k;
+    ASSERT_NE(r, FlowTable::kNoEntry) << k;
+    EXPECT_EQ(t.entry(o).partner, r) << k;
+    EXPECT_EQ(t.entry(r).partner, o) << k;
+    FlowView v;
+    ASSERT_TRUE(t.read(r, v));
+    EXPECT_TRUE(consistent(v)) << k;
+  }
+}
+
+TEST(FlowTable, AReplyForARemovedOriginalInsertsNothing) {
+  FlowTable t(8);
+  Connection c;
+  fill_connection(c, 1, kTcp);
+  uint32_t o = t.insert_original(c.original, flow_key_hash(c.original.key), FlowState::syn_sent, 0);
+  ASSERT_NE(o, FlowTable::kNoEntry);
+  uint32_t evicted = 0;
+  EXPECT_FALSE(t.evict_embryonic(t.entry_count(), [&](const FlowEntry&) { ++evicted; }))
+      << "a connection without its reply entry is not evicted";
+  t.remove_connection(o);
+  EXPECT_EQ(t.connections(), 0u);
+  EXPECT_EQ(t.insert_reply(o, c.original.key, flow_key_hash(c.original.key), c.reply, flow_key_hash(c.reply.key), 1),
+            FlowTable::kOriginalGone);
+  EXPECT_EQ(find(t, c.reply.key), FlowTable::kNoEntry);
+  EXPECT_EQ(t.connections(), 0u);
+}
+
 TEST(FlowTable, EvictEmbryonicOnlyEvictsSynSent) {
   FlowTable t(4);
   insert(t, 1, FlowState::established, 0);

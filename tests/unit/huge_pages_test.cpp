@@ -56,8 +56,9 @@ TEST(PageRegion, BigRegionsGetHugePagesWhenTheKernelHasThem) {
   uint64_t hugetlb_before = process_kib("Private_Hugetlb:");
   PageRegion r(8 * kMiB);
   ASSERT_NE(r.data(), nullptr);
-  if (r.backing() != PageBacking::normal)
+  if (r.backing() != PageBacking::normal) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(r.data()) % (2 * kMiB), 0u) << "huge pages are 2 MiB aligned";
+  }
   EXPECT_TRUE(all_zero(r.data(), 8 * kMiB));
   std::memset(r.data(), 0x5a, 8 * kMiB);
   // What the region says is what the kernel mapped.
