@@ -14,6 +14,7 @@ packages=(
   googletest libgtest-dev libgmock-dev libpcap-dev
   # what the tests use
   python3 python3-scapy tshark iproute2 ethtool procps lua5.4 curl wrk
+  dpdk-dev  # dpdk-testpmd: the generator and the baseline of pktgen-scripts/memif-bench.sh
   ca-certificates
 )
 
