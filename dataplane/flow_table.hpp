@@ -127,8 +127,8 @@ struct FlowTimeoutsTsc {
 
 // The pass an appliance uses: a quarter of the shortest timeout, between
 // 100 ms and 10 s. An idle connection goes within its timeout plus this;
-// a 2M-entry table at the default timeouts is read at 0.8M entries/s, not
-// 64 entries per burst (what a fixed budget costs at 10 Mpps: 20M/s).
+// a 1M-connection table (3.7M entries) at the default timeouts is read at
+// 1.5M entries/s, where 64 entries per poll read 20M/s at 10 Mpps.
 inline uint64_t expiry_sweep_tsc(const FlowTimeoutsTsc& t, uint64_t tsc_hz) {
   uint64_t shortest = UINT64_MAX;
   for (uint64_t timeout : {t.tcp_established, t.tcp_transitory, t.udp})

@@ -222,7 +222,8 @@ uint16_t client_port(uint64_t c, uint64_t seed) {
   return static_cast<uint16_t>(1024 + mix64(c ^ (seed << 40)) % 64000);
 }
 
-// Cache-line aligned bytes (through operator new, so --nplb_pages applies).
+// Cache-line aligned bytes for templates and mbuf-like buffers (plain heap:
+// --nplb_pages concerns the flow tables only).
 struct AlignedFree {
   void operator()(uint8_t* p) const { ::operator delete(p, std::align_val_t{64}); }
 };
