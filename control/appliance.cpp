@@ -471,6 +471,10 @@ void Appliance::start_workers() {
     WorkerConfig wc;
     wc.id = w;
     wc.flow_capacity = dp.flows.capacity;
+    // The table on the worker's socket: a lookup per packet from the other
+    // socket's memory would cost a remote access each.
+    unsigned socket = rte_lcore_to_socket_id(worker_lcores_[w]);
+    wc.numa_node = socket == unsigned(SOCKET_ID_ANY) ? -1 : static_cast<int>(socket);
     if (dp.workers > 1 && reta_size_ > 0) {
       // Ownership by reply hash: every worker may use every port whose
       // reply lands on its queue, so no port is ever used by two workers.
@@ -494,8 +498,8 @@ void Appliance::start_workers() {
     t.tcp_embryonic_flood = std::min(t.tcp_transitory, tsc_hz_);
     t.sweep = expiry_sweep_tsc(t, tsc_hz_);
     state->flows.set_timeouts(t);
-    spdlog::info("worker {}: flow table for {} connections on {} pages{}", w, dp.flows.capacity,
-                 page_backing_name(state->flows.page_backing()),
+    spdlog::info("worker {}: flow table for {} connections on {} pages of NUMA node {}{}", w, dp.flows.capacity,
+                 page_backing_name(state->flows.page_backing()), wc.numa_node,
                  state->flows.page_backing() == PageBacking::hugetlb
                      ? ""
                      : " (reserve 2 MiB pages for the reserved pool: echo N > /proc/sys/vm/nr_hugepages)");

@@ -8,7 +8,7 @@
 
 namespace nplb {
 
-FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) {
+FlowTable::FlowTable(uint32_t connections, int numa_node) : capacity_connections_(connections) {
   if (connections == 0 || connections > (1u << 28)) throw std::invalid_argument("flow table capacity out of range");
   // Two entries per connection, about 4 per 7-slot bucket: a few percent of
   // keys spill to their second bucket at full capacity, and a full pair of
@@ -17,8 +17,8 @@ FlowTable::FlowTable(uint32_t connections) : capacity_connections_(connections) 
   buckets = (buckets + 3) / 4 * 4;
   bucket_count_ = static_cast<uint32_t>(buckets);
   entry_count_ = bucket_count_ * kSlotsPerBucket + 1;
-  buckets_ = PageArray<Bucket>(buckets);
-  entries_ = PageArray<FlowEntry>(entry_count_);
+  buckets_ = PageArray<Bucket>(buckets, numa_node);
+  entries_ = PageArray<FlowEntry>(entry_count_, numa_node);
 }
 
 uint32_t FlowTable::lookup(const FlowKeyV4& key, uint64_t hash) const {

@@ -156,7 +156,9 @@ class FlowTable {
 
   // Room for `connections` connections (2 entries each), in buckets for
   // about 4 entries each of their 7 slots.
-  explicit FlowTable(uint32_t connections);
+  // `numa_node` >= 0: the node the table's pages should come from (the
+  // worker's socket).
+  explicit FlowTable(uint32_t connections, int numa_node = -1);
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 

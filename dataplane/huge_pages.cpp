@@ -1,6 +1,9 @@
 #include "huge_pages.hpp"
 
+#include <linux/mempolicy.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -28,6 +31,15 @@ bool transparent_huge_pages_usable() {
   return usable;
 }
 
+// Prefers `node` for the pages of [at, at + len) not yet faulted in.
+void prefer_node(void* at, size_t len, int node) {
+  if (node < 0 || node >= 64) return;
+  unsigned long mask = 1ul << node;
+  // Best effort: without NUMA support in the kernel the pages land where
+  // they would anyway.
+  syscall(SYS_mbind, at, len, MPOL_PREFERRED, &mask, sizeof mask * 8, 0);
+}
+
 }  // namespace
 
 const char* page_backing_name(PageBacking backing) {
@@ -41,7 +53,7 @@ const char* page_backing_name(PageBacking backing) {
 
 void set_page_policy(PagePolicy policy) { g_policy.store(policy, std::memory_order_relaxed); }
 
-PageRegion::PageRegion(size_t bytes) {
+PageRegion::PageRegion(size_t bytes, int numa_node) {
   if (bytes == 0) return;
   PagePolicy policy = g_policy.load(std::memory_order_relaxed);
   // Tables under one huge page stay on plain pages: a 2 MiB page each for
@@ -49,9 +61,16 @@ PageRegion::PageRegion(size_t bytes) {
   bool big = bytes >= kHugePage;
   if (big && policy == PagePolicy::any) {
     size_t len = round_up(bytes, kHugePage);
-    void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE,
-                    -1, 0);
+    // Populated at once unless a node is wanted: then placed first, and
+    // touched after (hugetlb reserves its pages at mmap, so touching them
+    // cannot fail).
+    int populate = numa_node >= 0 ? 0 : MAP_POPULATE;
+    void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | populate, -1, 0);
     if (at != MAP_FAILED) {
+      if (numa_node >= 0) {
+        prefer_node(at, len, numa_node);
+        std::memset(at, 0, len);
+      }
       at_ = at;
       len_ = len;
       backing_ = PageBacking::hugetlb;
@@ -69,6 +88,7 @@ PageRegion::PageRegion(size_t bytes) {
       if (base + kHugePage > aligned) munmap(reinterpret_cast<void*>(aligned + len), base + kHugePage - aligned);
       void* at = reinterpret_cast<void*>(aligned);
       if (madvise(at, len, MADV_HUGEPAGE) == 0) {
+        prefer_node(at, len, numa_node);
         std::memset(at, 0, len);  // fault every page in now, not on the packet path
         at_ = at;
         len_ = len;
@@ -79,8 +99,13 @@ PageRegion::PageRegion(size_t bytes) {
     }
   }
   size_t len = round_up(bytes, 4096);
-  void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (numa_node >= 0 ? 0 : MAP_POPULATE),
+                  -1, 0);
   if (at == MAP_FAILED) throw std::bad_alloc();
+  if (numa_node >= 0) {
+    prefer_node(at, len, numa_node);
+    std::memset(at, 0, len);
+  }
   at_ = at;
   len_ = len;
   backing_ = PageBacking::normal;

@@ -31,10 +31,13 @@ enum class PagePolicy : uint8_t { any, no_hugetlb, normal_only };
 void set_page_policy(PagePolicy policy);
 
 // Zero-filled, populated memory of at least `bytes`; freed by the deleter.
+// With `numa_node` >= 0 its pages come preferably from that node (the
+// worker's socket): MPOL_PREFERRED, so a node without free pages falls back
+// to another instead of failing.
 class PageRegion {
  public:
   PageRegion() = default;
-  explicit PageRegion(size_t bytes);
+  explicit PageRegion(size_t bytes, int numa_node = -1);
   PageRegion(PageRegion&& o) noexcept { *this = std::move(o); }
   PageRegion& operator=(PageRegion&& o) noexcept {
     std::swap(at_, o.at_);
@@ -57,7 +60,7 @@ template <typename T>
 class PageArray {
  public:
   PageArray() = default;
-  explicit PageArray(size_t count) : region_(count * sizeof(T)), count_(count) {
+  explicit PageArray(size_t count, int numa_node = -1) : region_(count * sizeof(T), numa_node), count_(count) {
     static_assert(alignof(T) <= 4096);
     T* at = static_cast<T*>(region_.data());
     for (size_t i = 0; i < count; ++i) new (&at[i]) T();

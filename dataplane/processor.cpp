@@ -8,7 +8,7 @@ namespace nplb {
 
 WorkerState::WorkerState(const WorkerConfig& config)
     : id(config.id),
-      flows(config.flow_capacity),
+      flows(config.flow_capacity, config.numa_node),
       snat(config.snat_first, config.snat_last, config.snat_pools),
       service_packets(new uint64_t[kMaxServicePorts]()),
       backend_packets(new uint64_t[kMaxBackends]()),

@@ -55,6 +55,7 @@ struct alignas(64) WorkerCounters {
 struct WorkerConfig {
   uint32_t id = 0;
   uint32_t flow_capacity = 65536;
+  int numa_node = -1;  // where the flow table's pages should come from (the worker's socket); -1: anywhere
   uint16_t snat_first = 1024;  // this worker's slice of the SNAT port range
   uint16_t snat_last = 65535;
   uint32_t snat_pools = 4096;
