@@ -40,6 +40,20 @@ void prefer_node(void* at, size_t len, int node) {
   syscall(SYS_mbind, at, len, MPOL_PREFERRED, &mask, sizeof mask * 8, 0);
 }
 
+// Anonymous memory of `len` with `extra_flags`, every page faulted in now:
+// by MAP_POPULATE, or, when a node is wanted, by touching it after placing
+// it (hugetlb reserves its pages at mmap, so the touch cannot fail).
+void* map_populated(size_t len, int extra_flags, int numa_node) {
+  int populate = numa_node >= 0 ? 0 : MAP_POPULATE;
+  void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags | populate, -1, 0);
+  if (at == MAP_FAILED) return nullptr;
+  if (numa_node >= 0) {
+    prefer_node(at, len, numa_node);
+    std::memset(at, 0, len);
+  }
+  return at;
+}
+
 }  // namespace
 
 const char* page_backing_name(PageBacking backing) {
@@ -61,16 +75,7 @@ PageRegion::PageRegion(size_t bytes, int numa_node) {
   bool big = bytes >= kHugePage;
   if (big && policy == PagePolicy::any) {
     size_t len = round_up(bytes, kHugePage);
-    // Populated at once unless a node is wanted: then placed first, and
-    // touched after (hugetlb reserves its pages at mmap, so touching them
-    // cannot fail).
-    int populate = numa_node >= 0 ? 0 : MAP_POPULATE;
-    void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | populate, -1, 0);
-    if (at != MAP_FAILED) {
-      if (numa_node >= 0) {
-        prefer_node(at, len, numa_node);
-        std::memset(at, 0, len);
-      }
+    if (void* at = map_populated(len, MAP_HUGETLB, numa_node)) {
       at_ = at;
       len_ = len;
       backing_ = PageBacking::hugetlb;
@@ -99,13 +104,8 @@ PageRegion::PageRegion(size_t bytes, int numa_node) {
     }
   }
   size_t len = round_up(bytes, 4096);
-  void* at = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | (numa_node >= 0 ? 0 : MAP_POPULATE),
-                  -1, 0);
-  if (at == MAP_FAILED) throw std::bad_alloc();
-  if (numa_node >= 0) {
-    prefer_node(at, len, numa_node);
-    std::memset(at, 0, len);
-  }
+  void* at = map_populated(len, 0, numa_node);
+  if (!at) throw std::bad_alloc();
   at_ = at;
   len_ = len;
   backing_ = PageBacking::normal;

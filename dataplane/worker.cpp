@@ -136,6 +136,11 @@ int run_worker(void* arg) {
   // flow-table lines load while the others are worked on); a poll that
   // brings nothing drains it, so at low rates no packet waits.
   auto pipeline = std::make_unique<BurstPipeline>();
+  auto drain = [&](const Snapshot& snapshot, uint64_t now) {
+    while (!pipeline->empty())
+      if (const BurstPipeline::Burst* done = pipeline->step(w, snapshot, *rt.neighbors, false, now))
+        finish_burst(rt, tx, *done);
+  };
   rte_mbuf* rx[kBurstSize];
   while (!rt.stop->load(std::memory_order_relaxed)) {
     const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
@@ -152,10 +157,7 @@ int run_worker(void* arg) {
       if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, true, now))
         finish_burst(rt, tx, *done);
     }
-    if (!busy)
-      while (!pipeline->empty())
-        if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, false, now))
-          finish_burst(rt, tx, *done);
+    if (!busy) drain(*snapshot, now);
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
     w.expire(now);
@@ -176,12 +178,7 @@ int run_worker(void* arg) {
     }
   }
   // Stopping: what is in flight still gets its verdict.
-  {
-    const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
-    while (!pipeline->empty())
-      if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, false, rte_rdtsc()))
-        finish_burst(rt, tx, *done);
-  }
+  drain(*rt.published->load(std::memory_order_acquire), rte_rdtsc());
   if (rt.inject) send_injected(rt, tx);
   tx.flush_all(rt);
   rte_rcu_qsbr_thread_offline(rt.rcu, w.id);
