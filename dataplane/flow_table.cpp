@@ -10,11 +10,7 @@ namespace nplb {
 
 FlowTable::FlowTable(uint32_t connections, int numa_node) : capacity_connections_(connections) {
   if (connections == 0 || connections > (1u << 28)) throw std::invalid_argument("flow table capacity out of range");
-  // Two entries per connection, about 4 per 7-slot bucket: a few percent of
-  // keys spill to their second bucket at full capacity, and a full pair of
-  // buckets (a cuckoo step) is rare. A whole number of 64-byte lines.
-  uint64_t buckets = (uint64_t(connections) * 2 + 3) / 4;
-  buckets = (buckets + 3) / 4 * 4;
+  uint64_t buckets = bucket_count_for(connections);
   bucket_count_ = static_cast<uint32_t>(buckets);
   entry_count_ = bucket_count_ * kSlotsPerBucket + 1;
   buckets_ = PageArray<Bucket>(buckets, numa_node);

@@ -159,6 +159,11 @@ class FlowTable {
   // `numa_node` >= 0: the node the table's pages should come from (the
   // worker's socket).
   explicit FlowTable(uint32_t connections, int numa_node = -1);
+  // The memory a table for `connections` takes (buckets and entries).
+  static uint64_t bytes_for(uint32_t connections) {
+    uint64_t buckets = bucket_count_for(connections);
+    return buckets * sizeof(Bucket) + (buckets * kSlotsPerBucket + 1) * sizeof(FlowEntry);
+  }
   FlowTable(const FlowTable&) = delete;
   FlowTable& operator=(const FlowTable&) = delete;
 
@@ -282,6 +287,13 @@ class FlowTable {
   };
   static_assert(sizeof(Bucket) == 16, "four buckets to a cache line");
 
+  // Two entries per connection, about 4 per 7-slot bucket: a few percent of
+  // keys spill to their second bucket at full capacity, and a full pair of
+  // buckets (a cuckoo step) is rare. A whole number of 64-byte lines.
+  static uint64_t bucket_count_for(uint32_t connections) {
+    uint64_t buckets = (uint64_t(connections) * 2 + 3) / 4;
+    return (buckets + 3) / 4 * 4;
+  }
   static uint16_t signature_of(uint64_t hash) { return static_cast<uint16_t>(hash >> 48) | 1u; }
   // Lemire's multiply-shift range reduction: any bucket count, no modulo.
   uint32_t first_bucket(uint64_t hash) const {

@@ -633,10 +633,9 @@ uint64_t meminfo_kib(const char* key) {
 // Says what the reserved pool holds against what the benchmarks need, and
 // the exact command when it is short (scripts/bench.sh reserves it itself).
 void hugepage_note() {
-  // A 1Mi-connection table: 512Ki buckets x 16 B + 3.67Mi entries x 64 B,
-  // about 245 MiB; four of them (established, the two threads' own, and
-  // new_flows'), plus 10Mi (about 2440 MiB) if asked.
-  uint64_t mib = 4 * 245 + (g_ten_million ? 2440 : 0);
+  // The four 1Mi-connection tables (established, the two threads' own,
+  // new_flows') and the 10Mi one if it runs.
+  uint64_t mib = (4 * FlowTable::bytes_for(1048576u) + (g_ten_million ? FlowTable::bytes_for(10485760u) : 0)) >> 20;
   uint64_t pages_needed = mib / 2 + 16;
   uint64_t free_pages = meminfo_kib("HugePages_Free:");
   if (free_pages >= pages_needed) {
@@ -652,14 +651,6 @@ void hugepage_note() {
                static_cast<unsigned long long>(meminfo_kib("HugePages_Total:") + pages_needed - free_pages));
 }
 
-uint64_t available_memory_kib() {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("MemAvailable:", 0) == 0) return std::strtoull(line.c_str() + 13, nullptr, 10);
-  return 0;
-}
-
 void register_all() {
   using benchmark::RegisterBenchmark;
   RegisterBenchmark("baseline", bm_baseline);
@@ -670,7 +661,7 @@ void register_all() {
   if (g_ten_million) {
     // 36.7M entries x 64 B + 5.2M buckets x 16 B + templates: about 2.4 GiB,
     // built when the benchmark first runs (not when a filter leaves it out).
-    if (available_memory_kib() < (3ull << 20)) {
+    if (meminfo_kib("MemAvailable:") < (3ull << 20)) {
       std::fprintf(stderr, "nplb-bench: established/flows:10485760 needs about 3 GiB free; skipped\n");
     } else {
       RegisterBenchmark("established/flows:10485760", bm_established, 10485760u);
