@@ -1,5 +1,6 @@
 #include "snapshot.hpp"
 
+#include <algorithm>
 #include <bit>
 
 namespace nplb {
@@ -22,23 +23,74 @@ void Snapshot::index_routes() {
 }
 
 void Snapshot::index_addresses() {
-  size_t count = frontends_be.size() + snat_be.size() + local_be.size();
-  address_slots.assign(std::bit_ceil(std::max<size_t>(16, count * 2)), AddressSlot{});
-  size_t mask = address_slots.size() - 1;
-  auto add = [&](uint32_t a, uint8_t role) {
-    if (a == 0) return;
-    for (size_t i = address_slot(a) & mask;; i = (i + 1) & mask) {
-      AddressSlot& slot = address_slots[i];
-      if (slot.address_be == 0 || slot.address_be == a) {
-        slot.address_be = a;
-        slot.roles |= role;
-        return;
-      }
-    }
+  // Each address once, with all its roles.
+  struct Wanted {
+    uint32_t address_be;
+    uint8_t roles;
   };
-  for (uint32_t a : frontends_be) add(a, kFrontend | kLocal);
-  for (uint32_t a : snat_be) add(a, kSnat | kLocal);
-  for (uint32_t a : local_be) add(a, kLocal);
+  std::vector<Wanted> wanted;
+  for (uint32_t a : frontends_be) wanted.push_back(Wanted{a, uint8_t(kFrontend | kLocal)});
+  for (uint32_t a : snat_be) wanted.push_back(Wanted{a, uint8_t(kSnat | kLocal)});
+  for (uint32_t a : local_be) wanted.push_back(Wanted{a, uint8_t(kLocal)});
+  std::erase_if(wanted, [](const Wanted& w) { return w.address_be == 0; });
+  std::sort(wanted.begin(), wanted.end(),
+            [](const Wanted& x, const Wanted& y) { return x.address_be < y.address_be; });
+  size_t merged = 0;
+  for (const Wanted& w : wanted) {
+    if (merged && wanted[merged - 1].address_be == w.address_be)
+      wanted[merged - 1].roles |= w.roles;
+    else
+      wanted[merged++] = w;
+  }
+  wanted.resize(merged);
+
+  // Multipliers from an LCG until one places every address; 64 tries per
+  // table size, then twice the size. One address per slot needs room for
+  // the birthday odds (n^2/8 slots: 2048 for 128 addresses); four per
+  // bucket overflow with odds of about 1 in 6000 per bucket at half an
+  // address per bucket.
+  uint64_t candidate = 0x9e3779b97f4a7c15ull;
+  auto try_multipliers = [&](size_t size, auto&& place_all) {
+    address_shift = static_cast<uint32_t>(64 - std::countr_zero(size));
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      address_multiplier = candidate | 1;
+      candidate = candidate * 6364136223846793005ull + 1442695040888963407ull;
+      if (place_all()) return true;
+    }
+    return false;
+  };
+  address_slots.clear();
+  address_buckets.clear();
+  if (wanted.size() <= kDirectAddresses) {
+    for (size_t size = std::bit_ceil(std::max<size_t>(16, wanted.size() * 4)); size <= 16384; size *= 2) {
+      bool placed = try_multipliers(size, [&] {
+        address_slots.assign(size, AddressSlot{});
+        for (const Wanted& w : wanted) {
+          AddressSlot& slot = address_slots[address_index(w.address_be)];
+          if (slot.address_be != 0) return false;
+          slot = AddressSlot{w.address_be, w.roles};
+        }
+        return true;
+      });
+      if (placed) return;
+    }
+    address_slots.clear();
+  }
+  for (size_t count = std::bit_ceil(std::max<size_t>(4, wanted.size() * 2));; count *= 2) {
+    bool placed = try_multipliers(count, [&] {
+      address_buckets.assign(count, AddressBucket{});
+      for (const Wanted& w : wanted) {
+        AddressBucket& b = address_buckets[address_index(w.address_be)];
+        int free = 0;
+        while (free < kAddressesPerBucket && b.address_be[free] != 0) ++free;
+        if (free == kAddressesPerBucket) return false;
+        b.address_be[free] = w.address_be;
+        b.roles[free] = w.roles;
+      }
+      return true;
+    });
+    if (placed) return;
+  }
 }
 
 void Snapshot::reserve_service_keys(size_t count) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+
 #include "maglev.hpp"
 #include "net_types.hpp"
 
@@ -74,15 +75,30 @@ struct Snapshot {
   std::vector<uint32_t> snat_be;
   std::vector<uint32_t> local_be;  // every address the appliance answers ARP for
 
-  // The three lists above as one open-addressed set the fast path probes
-  // once per address, instead of scanning lists per packet (index_addresses()
-  // fills it; 0.0.0.0 marks an empty slot and is never local).
+  // The three lists above as one hashed table whose multiplier
+  // index_addresses() picks so that nothing collides: a lookup is a
+  // multiply, a load and a compare, with no probe loop. (A loop's length
+  // differs between a random client's absent address and present VIPs or
+  // SNAT addresses, and a burst mixes both directions at random: the
+  // predictor guessed wrong about once a packet.) Up to kDirectAddresses
+  // addresses each gets a slot of its own (the table stays within 16 KiB);
+  // more go in buckets of four compared at once, which never need more than
+  // two buckets per address. 0.0.0.0 fills empty slots, with no roles.
   enum AddressRole : uint8_t { kFrontend = 1, kSnat = 2, kLocal = 4 };
+  static constexpr size_t kDirectAddresses = 128;
+  static constexpr int kAddressesPerBucket = 4;
   struct AddressSlot {
     uint32_t address_be = 0;
-    uint8_t roles = 0;
+    uint32_t roles = 0;
   };
-  std::vector<AddressSlot> address_slots;  // power-of-two sized, at most half full
+  struct alignas(32) AddressBucket {
+    uint32_t address_be[kAddressesPerBucket] = {};
+    uint32_t roles[kAddressesPerBucket] = {};
+  };
+  std::vector<AddressSlot> address_slots;      // one address each, or empty when the buckets are used
+  std::vector<AddressBucket> address_buckets;  // four addresses each, when there are too many for slots
+  uint64_t address_multiplier = 0x9e3779b97f4a7c15ull;  // odd
+  uint32_t address_shift = 64;  // 64 - log2(table size)
 
   std::vector<ServicePortView> services;
   std::vector<BackendView> backends;
@@ -130,19 +146,24 @@ struct Snapshot {
     live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
   }
   uint8_t roles_of(uint32_t a) const {
-    if (address_slots.empty() || a == 0) return 0;
-    size_t mask = address_slots.size() - 1;
-    for (size_t i = address_slot(a) & mask;; i = (i + 1) & mask) {
-      const AddressSlot& slot = address_slots[i];
-      if (slot.address_be == a) return slot.roles;
-      if (slot.address_be == 0) return 0;
+    size_t at = address_index(a);
+    if (!address_slots.empty()) {  // the same way for every packet of a snapshot: predicted
+      const AddressSlot& slot = address_slots[at];
+      return slot.address_be == a && a != 0 ? static_cast<uint8_t>(slot.roles) : 0;
     }
+    if (address_buckets.empty()) return 0;
+    const AddressBucket& b = address_buckets[at];
+    uint32_t roles = 0;
+    for (int i = 0; i < kAddressesPerBucket; ++i) roles |= b.address_be[i] == a ? b.roles[i] : 0;
+    return static_cast<uint8_t>(roles);
   }
-  static size_t address_slot(uint32_t a) { return static_cast<size_t>((uint64_t(a) * 0x9e3779b97f4a7c15ull) >> 40); }
+  size_t address_index(uint32_t a) const {
+    return address_shift == 64 ? 0 : static_cast<size_t>((uint64_t(a) * address_multiplier) >> address_shift);
+  }
   bool is_frontend(uint32_t a) const { return roles_of(a) & kFrontend; }
   bool is_snat(uint32_t a) const { return roles_of(a) & kSnat; }
   bool is_local(uint32_t a) const { return roles_of(a) & kLocal; }
-  // Control side: builds address_slots from frontends_be, snat_be and local_be.
+  // Control side: builds address_slots or address_buckets from frontends_be, snat_be and local_be.
   void index_addresses();
 
   // The port whose subnet holds `dst`, else the first port with a gateway.
