@@ -505,7 +505,7 @@ NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32
               ParseOptions options, PacketWork& work) {
   work.needs_flow = false;
   ParsedFrame& p = work.parsed;
-  parse_frame_into(bytes, len, options, p);
+  if (!parse_common_ipv4(bytes, len, options, p)) parse_frame_into(bytes, len, options, p);
   switch (p.kind) {
     case FrameKind::drop:
       work.outcome = dropped(w, p.drop_reason);

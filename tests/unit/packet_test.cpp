@@ -478,5 +478,82 @@ TEST(Parser, ArpBehindVlan) {
   EXPECT_EQ(p.l3_offset, 18);
 }
 
+// ---------------------------------------------------------------- the common-shape shortcut
+
+bool same_parse(const ParsedFrame& a, const ParsedFrame& b) {
+  return a.kind == b.kind && a.drop_reason == b.drop_reason && a.vlan_tags == b.vlan_tags &&
+         a.l3_offset == b.l3_offset && a.l4_offset == b.l4_offset && a.frame_len == b.frame_len &&
+         a.l4_len == b.l4_len && a.protocol == b.protocol && a.tcp_flags == b.tcp_flags &&
+         a.is_fragment == b.is_fragment && a.is_first_fragment == b.is_first_fragment && a.has_ports == b.has_ports &&
+         a.src_port_be == b.src_port_be && a.dst_port_be == b.dst_port_be;
+}
+
+// The worker tries parse_common_ipv4 first: whatever it accepts must parse
+// exactly as the general parser does, and it must accept the common shapes
+// (else it is dead weight). Frames of both transports, with payloads and
+// padding, then mutated a byte or a length at a time; heap copies of exact
+// length, so a read past the end is an ASan report.
+TEST(CommonShape, AgreesWithTheGeneralParserOnMutatedFrames) {
+  std::mt19937 rng(2026);
+  size_t accepted = 0, rejected = 0;
+  for (int i = 0; i < 300000; ++i) {
+    PacketBuilder b;
+    b.eth(kDstMac, kSrcMac).ipv4(kClient, kVip);
+    if (rng() % 2)
+      b.tcp(static_cast<uint16_t>(rng()), 30080, static_cast<uint8_t>(rng() % 2 ? test::kAck : rng()));
+    else
+      b.udp(static_cast<uint16_t>(rng()), 30080);
+    b.payload(Bytes(rng() % 24, 0xab));
+    Bytes f = b.build();
+    f.resize(f.size() + rng() % 8, 0);  // Ethernet padding
+    int mutations = i % 4 == 0 ? 0 : 1 + static_cast<int>(rng() % 3);
+    for (int m = 0; m < mutations; ++m) {
+      if (rng() % 4 == 0 && f.size() > 1) {
+        f.resize(rng() % f.size());  // cut
+      } else if (!f.empty()) {
+        // Mostly the bytes the shortcut decides on: EtherType, IPv4 and L4 headers.
+        size_t at = rng() % 2 ? 12 + rng() % 36 : rng() % f.size();
+        if (at < f.size()) f[at] = static_cast<uint8_t>(rng());
+      }
+    }
+    for (bool verified : {false, true}) {
+      ParseOptions options{.ip_checksum_verified = verified};
+      std::unique_ptr<uint8_t[]> copy(new uint8_t[f.size() ? f.size() : 1]);
+      std::copy(f.begin(), f.end(), copy.get());
+      ParsedFrame fast;
+      if (!parse_common_ipv4(copy.get(), static_cast<uint32_t>(f.size()), options, fast)) {
+        ++rejected;
+        continue;
+      }
+      ++accepted;
+      ParsedFrame general = parse_frame(copy.get(), static_cast<uint32_t>(f.size()), options);
+      ASSERT_TRUE(same_parse(fast, general)) << "frame " << i << " of " << f.size() << " bytes";
+      ASSERT_EQ(fast.kind, FrameKind::ipv4);
+    }
+  }
+  // Every unmutated frame, and many mutated ones (payload bytes), take the shortcut.
+  EXPECT_GT(accepted, 300000u / 4 * 2);
+  EXPECT_GT(rejected, 100000u);
+}
+
+TEST(CommonShape, LeavesEverythingElseToTheGeneralParser) {
+  ParsedFrame out;
+  auto rejects = [&](const Bytes& f, ParseOptions options = {}) {
+    return !parse_common_ipv4(f.data(), static_cast<uint32_t>(f.size()), options, out);
+  };
+  EXPECT_FALSE(rejects(tcp_syn().build()));
+  EXPECT_FALSE(rejects(PacketBuilder().eth(kDstMac, kSrcMac).ipv4(kClient, kVip).udp(5000, 30080).build()));
+  EXPECT_TRUE(rejects(PacketBuilder().eth(kDstMac, kSrcMac).vlan(10).ipv4(kClient, kVip).tcp(1, 2, test::kSyn).build()));
+  EXPECT_TRUE(rejects(tcp_syn().ip_options(Bytes(4, 1)).build()));                       // IHL 6
+  EXPECT_TRUE(rejects(tcp_syn().frag(0x2000).build()));                                  // MF
+  EXPECT_TRUE(rejects(tcp_syn().frag(0x0001).build()));                                  // an offset
+  EXPECT_FALSE(rejects(tcp_syn().frag(0x4000).build()));                                 // DF alone: not a fragment
+  EXPECT_TRUE(rejects(tcp_syn().ip_checksum(0x1234).build()));                           // bad header checksum...
+  EXPECT_FALSE(rejects(tcp_syn().ip_checksum(0x1234).build(), ParseOptions{.ip_checksum_verified = true}));  // ...unless the NIC checked it
+  EXPECT_TRUE(rejects(PacketBuilder().eth(kDstMac, kSrcMac).ipv4(kClient, kVip).icmp(8, 0, 1, 1).build()));
+  EXPECT_TRUE(rejects(tcp_syn().data_offset(4).build()));
+  EXPECT_TRUE(rejects(tcp_syn().total_length(200).build()));
+}
+
 }  // namespace
 }  // namespace nplb
