@@ -500,27 +500,15 @@ NPLB_COLD Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f,
 namespace {
 
 
-// Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
-NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
-              ParseOptions options, PacketWork& work) {
-  work.needs_flow = false;
-  ParsedFrame& p = work.parsed;
-  if (!parse_common_ipv4(bytes, len, options, p)) parse_frame_into(bytes, len, options, p);
-  switch (p.kind) {
-    case FrameKind::drop:
-      work.outcome = dropped(w, p.drop_reason);
-      return;
-    case FrameKind::arp:
-      work.outcome = handle_arp(w, s, bytes, p, in_port);
-      return;
-    case FrameKind::ipv6:
-      work.outcome = dropped(w, DropReason::ipv6_not_supported);
-      return;
-    case FrameKind::ipv4:
-      break;
-  }
+// An IPv4 frame up to the flow lookup. kCommonShape: parse_common_ipv4
+// accepted it, so its offsets are constants and it is an unfragmented TCP or
+// UDP datagram (checks the compiler then leaves out).
+template <bool kCommonShape>
+NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity,
+                            uint16_t in_port, PacketWork& work) {
+  const ParsedFrame& p = work.parsed;
   Frame f{bytes, p, len, capacity, in_port};
-  const uint8_t* ip = f.ip();
+  const uint8_t* ip = bytes + (kCommonShape ? kEthernetHeaderLen : p.l3_offset);
   uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
 
   // Unicast frames for another station (a bridge flooding, a promiscuous
@@ -541,12 +529,13 @@ NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32
   bool to_snat = !to_frontend && (dst_roles & Snapshot::kSnat);
   // Never forward or answer for a broadcast, loopback or our own source.
   bool martian = is_martian_source(src_be) || (s.roles_of(src_be) & Snapshot::kLocal);
+  bool icmp = !kCommonShape && p.protocol == static_cast<uint8_t>(L4Protocol::icmp);
   if (!to_frontend && !to_snat) {
     if (!(dst_roles & Snapshot::kLocal)) {
       work.outcome = dropped(w, DropReason::not_for_us);
     } else if (martian) {
       work.outcome = dropped(w, DropReason::martian_source);
-    } else if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
+    } else if (icmp) {
       work.outcome = answer_echo(w, s, f, len, in_port);
     } else {
       work.outcome = dropped(w, DropReason::to_appliance);
@@ -557,16 +546,17 @@ NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32
     work.outcome = dropped(w, DropReason::martian_source);
     return;
   }
-  if (p.protocol == static_cast<uint8_t>(L4Protocol::icmp)) {
+  if (icmp) {
     work.outcome = to_frontend ? answer_echo(w, s, f, len, in_port) : dropped(w, DropReason::icmp_ignored);
     return;
   }
   // Fragments are not balanced: only the first carries ports, and without
   // reassembly the rest could not follow it (DPVS makes the same call).
   DropReason reason = DropReason::count;
-  if (p.is_fragment) {
+  if (!kCommonShape && p.is_fragment) {
     reason = DropReason::fragment;
-  } else if (p.protocol != static_cast<uint8_t>(L4Protocol::tcp) && p.protocol != static_cast<uint8_t>(L4Protocol::udp)) {
+  } else if (!kCommonShape && p.protocol != static_cast<uint8_t>(L4Protocol::tcp) &&
+             p.protocol != static_cast<uint8_t>(L4Protocol::udp)) {
     reason = DropReason::unsupported_protocol;
   } else if (ip[kIpTtl] <= 1) {
     // RFC 1812 5.3.1: a router must not forward a packet whose TTL would reach 0.
@@ -584,6 +574,29 @@ NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32
                               uint64_t(p.src_port_be) | uint64_t(p.dst_port_be) << 16 | uint64_t(p.protocol) << 32);
   work.to_snat = to_snat;
   work.needs_flow = true;
+}
+
+// Everything up to the flow lookup. Sets work.needs_flow, or work.outcome.
+NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
+              ParseOptions options, PacketWork& work) {
+  work.needs_flow = false;
+  ParsedFrame& p = work.parsed;
+  if (parse_common_ipv4(bytes, len, options, p))
+    return classify_ipv4<true>(w, s, bytes, len, capacity, in_port, work);
+  parse_frame_into(bytes, len, options, p);
+  switch (p.kind) {
+    case FrameKind::drop:
+      work.outcome = dropped(w, p.drop_reason);
+      return;
+    case FrameKind::arp:
+      work.outcome = handle_arp(w, s, bytes, p, in_port);
+      return;
+    case FrameKind::ipv6:
+      work.outcome = dropped(w, DropReason::ipv6_not_supported);
+      return;
+    case FrameKind::ipv4:
+      return classify_ipv4<false>(w, s, bytes, len, capacity, in_port, work);
+  }
 }
 
 // After the lookup: an existing connection's packet, or a new connection.
