@@ -73,7 +73,8 @@ void parse_frame_into(const uint8_t* frame, uint32_t len, ParseOptions options, 
 // a good IPv4 header checksum, unless the NIC checked it). Fills `out`
 // exactly as parse_frame_into would and returns true; returns false for
 // anything else, leaving `out` to parse_frame_into. The same checks in a
-// few wide loads, inlined into the worker's loop.
+// few wide loads (tests/unit/packet_test.cpp, CommonShape.*, holds it to the
+// general parser).
 inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions options, ParsedFrame& out);
 
 // Network-order loads and stores that do not assume alignment.

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-
 #include "maglev.hpp"
 #include "net_types.hpp"
 
@@ -81,9 +80,9 @@ struct Snapshot {
   // differs between a random client's absent address and present VIPs or
   // SNAT addresses, and a burst mixes both directions at random: the
   // predictor guessed wrong about once a packet.) Up to kDirectAddresses
-  // addresses each gets a slot of its own (the table stays within 16 KiB);
-  // more go in buckets of four compared at once, which never need more than
-  // two buckets per address. 0.0.0.0 fills empty slots, with no roles.
+  // addresses each gets a slot of its own (128 addresses: 2-4K slots of 8
+  // bytes); more go in buckets of four, a lookup reading one bucket. 0.0.0.0
+  // fills empty slots, with no roles.
   enum AddressRole : uint8_t { kFrontend = 1, kSnat = 2, kLocal = 4 };
   static constexpr size_t kDirectAddresses = 128;
   static constexpr int kAddressesPerBucket = 4;
