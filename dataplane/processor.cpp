@@ -102,15 +102,15 @@ bool is_martian_source(uint32_t src_be) {
 // Rewrites addresses and ports, decrements TTL, and updates both checksums
 // by the flow's precomputed RFC 1624 differences: a checksum that arrived
 // bad leaves bad.
-NPLB_HOT void translate(const Frame& f, const FlowEntry& e) {
-  uint8_t* ip = f.ip();
-  uint8_t* l4 = f.l4();
+NPLB_HOT void translate(uint8_t* bytes, const ParsedFrame& p, const FlowEntry& e) {
+  uint8_t* ip = bytes + p.l3_offset;
+  uint8_t* l4 = bytes + p.l4_offset;
   ip[kIpTtl] -= 1;
   store16(ip + kIpChecksum, checksum_apply(load16(ip + kIpChecksum), e.ip_checksum_delta));
   store32(ip + kIpSrc, e.new_src_be);
   store32(ip + kIpDst, e.new_dst_be);
 
-  bool udp = f.parsed.protocol == static_cast<uint8_t>(L4Protocol::udp);
+  bool udp = p.protocol == static_cast<uint8_t>(L4Protocol::udp);
   uint8_t* l4_sum_at = l4 + (udp ? kUdpChecksum : kTcpChecksum);
   uint16_t l4_sum = load16(l4_sum_at);
   // RFC 768: a UDP checksum of zero over IPv4 means "none"; it stays zero.
@@ -184,10 +184,12 @@ Outcome dropped(WorkerState& w, DropReason r) {
 }
 
 // Applies a flow entry's translation and addresses the frame to its next hop.
-NPLB_HOT Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, const Frame& f,
-                   const FlowEntry& e) {
-  if (!set_macs(w, s, neighbors, f.bytes, e.tx_port, e.next_hop_be)) return Outcome{Action::drop, 0};
-  translate(f, e);
+// The frame as bytes and parse (no Frame: building one per packet cost
+// stores the hot path never reads).
+NPLB_HOT Outcome forward_by(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes,
+                            const ParsedFrame& p, const FlowEntry& e) {
+  if (!set_macs(w, s, neighbors, bytes, e.tx_port, e.next_hop_be)) return Outcome{Action::drop, 0};
+  translate(bytes, p, e);
   ++w.service_packets[e.service_id];
   ++w.backend_packets[e.backend_id];
   ++w.counters.forwarded;
@@ -424,7 +426,7 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
   reply.snat_pool = static_cast<uint16_t>(pool);
   ++w.counters.flows_created;
   w.flows_changed_in_burst = true;
-  return forward_by(w, s, neighbors, f, w.flows.entry(index));
+  return forward_by(w, s, neighbors, f.bytes, f.parsed, w.flows.entry(index));
 }
 
 NPLB_COLD Outcome handle_arp(WorkerState& w, const Snapshot& s, uint8_t* frame, const ParsedFrame& p, uint16_t in_port) {
@@ -604,7 +606,8 @@ NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32
 // After the lookup: an existing connection's packet, or a new connection.
 NPLB_HOT Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint8_t* bytes, uint32_t& len,
                  uint32_t capacity, uint16_t in_port, PacketWork& work, uint64_t now) {
-  Frame f{bytes, work.parsed, len, capacity, in_port};
+  // The frame as the rare paths (new connections, resets) take it.
+  auto frame = [&] { return Frame{bytes, work.parsed, len, capacity, in_port}; };
   bool tcp = work.parsed.protocol == static_cast<uint8_t>(L4Protocol::tcp);
   // The bucket stage gave a candidate by signature: confirm its key (the
   // entry's line was requested a stage ago). The lookup also ran for the
@@ -625,7 +628,7 @@ NPLB_HOT Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable
     // unknown flow included).
     if (tcp && (work.parsed.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
       return dropped(w, DropReason::no_flow);
-    return open_connection(w, s, neighbors, f, work.key, work.hash, now);
+    return open_connection(w, s, neighbors, frame(), work.key, work.hash, now);
   }
   FlowEntry& e = w.flows.entry(work.index);
   if (!s.backend_is_live(e.backend_id)) {
@@ -637,24 +640,24 @@ NPLB_HOT Outcome complete(WorkerState& w, const Snapshot& s, const NeighborTable
       w.flows.remove_connection(work.index);
       ++w.counters.flows_moved;
       w.flows_changed_in_burst = true;
-      return open_connection(w, s, neighbors, f, work.key, work.hash, now);
+      return open_connection(w, s, neighbors, frame(), work.key, work.hash, now);
     }
     if (tcp && s.reset_on_backend_removed) {
       w.release_snat(w.flows.entry(w.flows.original_of(work.index)));
       bool from_client = e.direction == FlowDirection::original;
       w.flows.remove_connection(work.index);
       w.flows_changed_in_burst = true;
-      if (from_client && build_tcp_reset(s, f)) {
+      if (from_client && build_tcp_reset(s, frame())) {
         w.drop(DropReason::backend_removed);
         ++w.counters.rejects_sent;
-        return Outcome{Action::reject, f.in_port};
+        return Outcome{Action::reject, in_port};
       }
       return dropped(w, DropReason::backend_removed);
     }
   }
   e.last_seen.store(now, std::memory_order_relaxed);
   if (tcp) track_tcp(w.flows, e, work.parsed.tcp_flags);
-  return forward_by(w, s, neighbors, f, e);
+  return forward_by(w, s, neighbors, bytes, work.parsed, e);
 }
 
 }  // namespace
