@@ -501,7 +501,6 @@ NPLB_COLD Outcome answer_echo(WorkerState& w, const Snapshot& s, const Frame& f,
 
 namespace {
 
-
 // An IPv4 frame up to the flow lookup. kCommonShape: parse_common_ipv4
 // accepted it, so its offsets are constants and it is an unfragmented TCP or
 // UDP datagram (checks the compiler then leaves out).
@@ -509,7 +508,7 @@ template <bool kCommonShape>
 NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity,
                             uint16_t in_port, PacketWork& work) {
   const ParsedFrame& p = work.parsed;
-  Frame f{bytes, p, len, capacity, in_port};
+  auto frame = [&] { return Frame{bytes, p, len, capacity, in_port}; };  // for the rare paths only
   const uint8_t* ip = bytes + (kCommonShape ? kEthernetHeaderLen : p.l3_offset);
   uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
 
@@ -540,7 +539,7 @@ NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, u
     } else if (martian) {
       work.outcome = dropped(w, DropReason::martian_source);
     } else if (icmp) {
-      work.outcome = answer_echo(w, s, f, len, in_port);
+      work.outcome = answer_echo(w, s, frame(), len, in_port);
     } else {
       work.outcome = dropped(w, DropReason::to_appliance);
     }
@@ -551,7 +550,7 @@ NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, u
     return;
   }
   if (icmp) {
-    work.outcome = to_frontend ? answer_echo(w, s, f, len, in_port) : dropped(w, DropReason::icmp_ignored);
+    work.outcome = to_frontend ? answer_echo(w, s, frame(), len, in_port) : dropped(w, DropReason::icmp_ignored);
     return;
   }
   // Fragments are not balanced: only the first carries ports, and without
