@@ -13,23 +13,6 @@ void dropped(ParsedFrame& f, DropReason reason) {
   f.drop_reason = reason;
 }
 
-// RFC 1071 over an IPv4 header (a multiple of 4 bytes): zero when the
-// header with its checksum field sums to all ones.
-bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t header_len) {
-  uint64_t sum = 0;
-  for (uint32_t i = 0; i < header_len; i += 4) {
-    uint32_t word;
-    std::memcpy(&word, ip + i, 4);
-    sum += word;
-  }
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  uint32_t folded = static_cast<uint32_t>(sum);
-  folded = (folded & 0xffff) + (folded >> 16);
-  folded = (folded & 0xffff) + (folded >> 16);
-  return folded == 0xffff;
-}
-
 // Parses the transport header at f.l4_offset; f.l4_len bytes are available.
 void parse_l4(const uint8_t* frame, ParsedFrame& f) {
   const uint8_t* l4 = frame + f.l4_offset;

@@ -68,6 +68,29 @@ ParsedFrame parse_frame(const uint8_t* frame, uint32_t len, ParseOptions options
 // The same into `out` (the fast path: no struct copy).
 void parse_frame_into(const uint8_t* frame, uint32_t len, ParseOptions options, ParsedFrame& out);
 
+// Network-order loads and stores that do not assume alignment.
+inline uint16_t load_be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+inline uint32_t load_be32(const uint8_t* p) {
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+
+// RFC 1071 over an IPv4 header (a multiple of 4 bytes): zero when the
+// header with its checksum field sums to all ones.
+inline bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t header_len) {
+  uint64_t sum = 0;
+  for (uint32_t i = 0; i < header_len; i += 4) {
+    uint32_t word;
+    std::memcpy(&word, ip + i, 4);
+    sum += word;
+  }
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  sum = (sum & 0xffffffff) + (sum >> 32);
+  uint32_t folded = static_cast<uint32_t>(sum);
+  folded = (folded & 0xffff) + (folded >> 16);
+  folded = (folded & 0xffff) + (folded >> 16);
+  return folded == 0xffff;
+}
+
 // The shape nearly every frame a load balancer forwards has: untagged
 // IPv4 without options, not a fragment, TCP or UDP with a sound header (and
 // a good IPv4 header checksum, unless the NIC checked it). Fills `out`
@@ -75,14 +98,6 @@ void parse_frame_into(const uint8_t* frame, uint32_t len, ParseOptions options, 
 // anything else, leaving `out` to parse_frame_into. The same checks in a
 // few wide loads (tests/unit/packet_test.cpp, CommonShape.*, holds it to the
 // general parser).
-inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions options, ParsedFrame& out);
-
-// Network-order loads and stores that do not assume alignment.
-inline uint16_t load_be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-inline uint32_t load_be32(const uint8_t* p) {
-  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
-}
-
 inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions options, ParsedFrame& out) {
   constexpr uint32_t kL3 = kEthernetHeaderLen, kL4 = kEthernetHeaderLen + kIpv4MinHeaderLen;
   if (len < kL4 + kUdpHeaderLen) return false;
@@ -96,17 +111,7 @@ inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions o
   uint32_t frag_ttl_proto;
   std::memcpy(&frag_ttl_proto, frame + 20, 4);
   if (frag_ttl_proto & 0xff3f) return false;
-  if (!options.ip_checksum_verified) {
-    uint32_t words[5];
-    std::memcpy(words, frame + kL3, sizeof words);
-    uint64_t sum = uint64_t(words[0]) + words[1] + words[2] + words[3] + words[4];
-    sum = (sum & 0xffffffff) + (sum >> 32);
-    sum = (sum & 0xffffffff) + (sum >> 32);
-    uint32_t folded = static_cast<uint32_t>(sum);
-    folded = (folded & 0xffff) + (folded >> 16);
-    folded = (folded & 0xffff) + (folded >> 16);
-    if (folded != 0xffff) return false;  // RFC 1071: a good header sums to all ones
-  }
+  if (!options.ip_checksum_verified && !ipv4_header_checksum_ok(frame + kL3, kIpv4MinHeaderLen)) return false;
   uint8_t protocol = static_cast<uint8_t>(frag_ttl_proto >> 24);
   uint32_t l4_len = total_len - kIpv4MinHeaderLen;
   const uint8_t* l4 = frame + kL4;

@@ -97,7 +97,7 @@ struct Snapshot {
   std::vector<AddressSlot> address_slots;      // one address each, or empty when the buckets are used
   std::vector<AddressBucket> address_buckets;  // four addresses each, when there are too many for slots
   uint64_t address_multiplier = 0x9e3779b97f4a7c15ull;  // odd
-  uint32_t address_shift = 64;  // 64 - log2(table size)
+  uint32_t address_shift = 63;  // 64 - log2(table size); any valid shift while both tables are empty
 
   std::vector<ServicePortView> services;
   std::vector<BackendView> backends;
@@ -148,7 +148,7 @@ struct Snapshot {
     size_t at = address_index(a);
     if (!address_slots.empty()) {  // the same way for every packet of a snapshot: predicted
       const AddressSlot& slot = address_slots[at];
-      return slot.address_be == a && a != 0 ? static_cast<uint8_t>(slot.roles) : 0;
+      return slot.address_be == a ? static_cast<uint8_t>(slot.roles) : 0;  // empty slots: 0.0.0.0, no roles
     }
     if (address_buckets.empty()) return 0;
     const AddressBucket& b = address_buckets[at];
@@ -157,7 +157,7 @@ struct Snapshot {
     return static_cast<uint8_t>(roles);
   }
   size_t address_index(uint32_t a) const {
-    return address_shift == 64 ? 0 : static_cast<size_t>((uint64_t(a) * address_multiplier) >> address_shift);
+    return static_cast<size_t>((uint64_t(a) * address_multiplier) >> address_shift);
   }
   bool is_frontend(uint32_t a) const { return roles_of(a) & kFrontend; }
   bool is_snat(uint32_t a) const { return roles_of(a) & kSnat; }
