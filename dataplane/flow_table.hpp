@@ -242,6 +242,7 @@ class FlowTable {
   // the pass is no longer than the embryonic flood timeout.
   static constexpr uint32_t kExpiryStep = 64;
   static constexpr uint32_t kExpiryMaxStep = 512;
+  static constexpr uint32_t kExpiryPrefetch = 64;  // lines requested for the next call, at most
   template <typename OnExpired>
   uint32_t expire_due(uint64_t now, OnExpired&& on_expired);
 
@@ -361,6 +362,13 @@ uint32_t FlowTable::expire_step(uint64_t now, uint32_t budget, OnExpired&& on_ex
     remove_connection(index);
     ++expired;
   }
+  // The scan is sequential and paced by the clock, so the next call reads
+  // about as many entries from where this one stopped: request them now,
+  // a burst ahead, or each one is a stall on memory (at 10M connections
+  // the expiry scan otherwise cost ~20 cycles per forwarded packet).
+  uint32_t ahead = std::min(budget, kExpiryPrefetch);
+  for (uint32_t i = 0, at = expiry_cursor_; i < ahead; ++i, at = at + 1 == entry_count_ ? 1 : at + 1)
+    __builtin_prefetch(&entries_[at]);
   return expired;
 }
 
