@@ -25,9 +25,16 @@
 # so the measured side owns a CPU and the only thing it shares CPU 0 with is
 # the generator's own busy lcore, which it does not measure.
 #
-# Usage: memif-bench.sh [--smoke] [--duration S] [--warmup S] [--nplb PATH]
-#   --smoke   2 s windows, 1 s warm-up, no ceiling phase (the meson 'bench'
-#             test); exits 77 (skipped) when dpdk-testpmd is not installed
+# Rounds: the two phases alternate (nplb, testpmd mac, nplb, ...), three
+# rounds by default, and the last line gives the median of each side's
+# rounds: on a shared host one window in which the whole machine slowed down
+# would otherwise decide the ratio (seen here: 14-17 Mpps windows between
+# 28-43 Mpps ones, in either phase).
+#
+# Usage: memif-bench.sh [--smoke] [--rounds N] [--duration S] [--warmup S] [--nplb PATH]
+#   --smoke   one round of 2 s windows, 1 s warm-up, no ceiling phase (the
+#             meson 'bench' test); exits 77 (skipped) when dpdk-testpmd is
+#             not installed
 # Last line of output, always: nplb_mpps=X baseline_mpps=Y ratio=Z
 set -euo pipefail
 
@@ -40,10 +47,12 @@ smoke=0
 duration=10
 warmup=3
 ceiling=1
+rounds=3
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --smoke) smoke=1; duration=2; warmup=1; ceiling=0 ;;
+    --smoke) smoke=1; duration=2; warmup=1; ceiling=0; rounds=1 ;;
+    --rounds) rounds=$2; shift ;;
     --duration) duration=$2; shift ;;
     --warmup) warmup=$2; shift ;;
     --nplb) NPLB=$2; shift ;;
@@ -62,6 +71,7 @@ fi
 for tool in curl python3 timeout; do
   command -v "$tool" >/dev/null 2>&1 || { echo "memif-bench.sh: $tool not found" >&2; exit 1; }
 done
+case "$rounds" in ''|*[!0-9]*|0) echo "memif-bench.sh: --rounds wants a positive number" >&2; exit 2 ;; esac
 if [ ! -x "$NPLB" ]; then
   echo "memif-bench.sh: $NPLB not built (ninja -C build nplb)" >&2
   exit 1
@@ -254,35 +264,38 @@ echo "memif-bench.sh: $(nproc --all) CPUs, load average $(cut -d' ' -f1-3 /proc/
   "generator on CPU $GEN_CPU, forwarder's worker on CPU $FWD_CPU; warm-up ${warmup}s, window ${duration}s"
 
 # ---------------------------------------------------------------- (a) nplb
-sock_a=$run_dir/memif-a.sock
-write_nplb_config "$sock_a"
-start_generator "$sock_a" "$run_dir/gen-a.log"
-timeout -k 5 "$bound" "$NPLB" --config "$run_dir/nplb.yaml" \
-  >"$run_dir/nplb.out" 2>"$run_dir/nplb.err" </dev/null &
-pids+=($!)
-nplb_pid=$!
-up=0
-for _ in $(seq 600); do
-  if s=$(stats 2>/dev/null) && [ "$(json_field "$s" 'd["ports"]["lan"]["rx"]')" -gt 0 ]; then up=1; break; fi
-  if ! kill -0 "$nplb_pid" 2>/dev/null; then
-    echo "memif-bench.sh: nplb stopped; its log:" >&2; tail -20 "$run_dir/nplb.err" >&2; exit 1
+run_nplb_phase() {  # $1 = name; sets nplb_pps nplb_share gen_a
+  local sock=$run_dir/memif-$1.sock s s1 s2 t1 t2 w1 w2 gen_off nplb_pid up
+  local rx_delta fwd_delta other_drops tx_full flows
+  write_nplb_config "$sock"
+  start_generator "$sock" "$run_dir/gen-$1.log"
+  timeout -k 5 "$bound" "$NPLB" --config "$run_dir/nplb.yaml" \
+    >"$run_dir/nplb-$1.out" 2>"$run_dir/nplb-$1.err" </dev/null &
+  pids+=($!)
+  nplb_pid=$!
+  up=0
+  for _ in $(seq 600); do
+    if s=$(stats 2>/dev/null) && [ "$(json_field "$s" 'd["ports"]["lan"]["rx"]')" -gt 0 ]; then up=1; break; fi
+    if ! kill -0 "$nplb_pid" 2>/dev/null; then
+      echo "memif-bench.sh: nplb stopped; its log:" >&2; tail -20 "$run_dir/nplb-$1.err" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  if [ "$up" = 0 ]; then
+    echo "memif-bench.sh: nplb received nothing in 60 s (memif link down?); its log:" >&2
+    tail -20 "$run_dir/nplb-$1.err" >&2
+    exit 1
   fi
-  sleep 0.1
-done
-if [ "$up" = 0 ]; then
-  echo "memif-bench.sh: nplb received nothing in 60 s (memif link down?); its log:" >&2
-  tail -20 "$run_dir/nplb.err" >&2
-  exit 1
-fi
-sleep "$warmup"
-gen_off=$(stat -c %s "$run_dir/gen-a.log")
-s1=$(stats); t1=$(now); w1=$(worker_ticks "$nplb_pid")
-sleep "$duration"
-s2=$(stats); t2=$(now); w2=$(worker_ticks "$nplb_pid")
-nplb_share=$(share $((w2 - w1)) "$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t1" "$t2")")
-gen_a=$(testpmd_mean_pps "$run_dir/gen-a.log" "$gen_off" Tx)
-stop_all
-read -r nplb_pps rx_delta fwd_delta other_drops tx_full flows < <(python3 - "$s1" "$s2" "$t1" "$t2" <<'EOF'
+  sleep "$warmup"
+  gen_off=$(stat -c %s "$run_dir/gen-$1.log")
+  s1=$(stats); t1=$(now); w1=$(worker_ticks "$nplb_pid")
+  sleep "$duration"
+  s2=$(stats); t2=$(now); w2=$(worker_ticks "$nplb_pid")
+  nplb_share=$(share $((w2 - w1)) "$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t1" "$t2")")
+  gen_a=$(testpmd_mean_pps "$run_dir/gen-$1.log" "$gen_off" Tx)
+  gen_a=${gen_a% *}
+  stop_all
+  read -r nplb_pps rx_delta fwd_delta other_drops tx_full flows < <(python3 - "$s1" "$s2" "$t1" "$t2" <<'EOF'
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 window = float(sys.argv[4]) - float(sys.argv[3])
@@ -292,18 +305,19 @@ drops = {k: b["drops"][k] - a["drops"][k] for k in b["drops"]}
 tx_full = drops.pop("tx_full")
 print(f"{rx / window:.0f} {rx} {fwd} {sum(drops.values())} {tx_full} {b['flows_created']}")
 EOF
-)
-echo "nplb:     rx ${rx_delta} in the window, forwarded ${fwd_delta}, tx_full ${tx_full}," \
-  "other drops ${other_drops}, flows ${flows}: $(mpps "$nplb_pps") Mpps" \
-  "(generator Tx-pps $(mpps "${gen_a% *}"); worker thread had ${nplb_share}% of CPU $FWD_CPU)"
-# The counters are read while the worker runs: rx is counted when a burst
-# arrives, forwarded as it is handled, so allow a few bursts of difference.
-if [ "$other_drops" != 0 ] || [ "$rx_delta" -le 0 ] || [ $((rx_delta - fwd_delta)) -gt 1024 ] ||
-   [ $((fwd_delta - rx_delta)) -gt 1024 ]; then
-  echo "memif-bench.sh: nplb dropped packets for reasons other than tx_full, or forwarded fewer than it received:" >&2
-  echo "$s2" >&2
-  exit 1
-fi
+  )
+  echo "nplb:     rx ${rx_delta} in the window, forwarded ${fwd_delta}, tx_full ${tx_full}," \
+    "other drops ${other_drops}, flows ${flows}: $(mpps "$nplb_pps") Mpps" \
+    "(generator Tx-pps $(mpps "$gen_a"); worker thread had ${nplb_share}% of CPU $FWD_CPU)"
+  # The counters are read while the worker runs: rx is counted when a burst
+  # arrives, forwarded as it is handled, so allow a few bursts of difference.
+  if [ "$other_drops" != 0 ] || [ "$rx_delta" -le 0 ] || [ $((rx_delta - fwd_delta)) -gt 1024 ] ||
+     [ $((fwd_delta - rx_delta)) -gt 1024 ]; then
+    echo "memif-bench.sh: nplb dropped packets for reasons other than tx_full, or forwarded fewer than it received:" >&2
+    echo "$s2" >&2
+    exit 1
+  fi
+}
 
 # ---------------------------------------------------------------- (b) testpmd mac
 run_testpmd_phase() {  # $1 = name, $2 = mode; sets phase_pps, phase_samples, phase_gen
@@ -323,33 +337,12 @@ run_testpmd_phase() {  # $1 = name, $2 = mode; sets phase_pps, phase_samples, ph
   stop_all
 }
 
-run_testpmd_phase b mac
-base_pps=$phase_pps base_n=$phase_samples gen_b=$phase_gen base_share=$phase_share
-if [ "$base_n" = 0 ] || [ "$base_pps" = 0 ]; then
-  echo "memif-bench.sh: no Rx-pps sample from the testpmd forwarder" >&2; exit 1
-fi
-echo "testpmd mac: Rx-pps mean of ${base_n} samples: $(mpps "$base_pps") Mpps (generator Tx-pps $(mpps "$gen_b"); forwarding thread had ${base_share}% of CPU $FWD_CPU)"
-
-if [ "$ceiling" = 1 ]; then
-  run_testpmd_phase c rxonly
-  ceil_pps=$phase_pps ceil_n=$phase_samples gen_c=$phase_gen
-  echo "testpmd rxonly (ceiling: generator + memif + RX): $(mpps "$ceil_pps") Mpps over ${ceil_n} samples" \
-    "(generator Tx-pps $(mpps "$gen_c"))"
-fi
-
-for pct in "$nplb_share" "$base_share"; do
-  if [ "$pct" -lt 90 ]; then
-    echo "memif-bench.sh: WARNING: a forwarder had under 90% of CPU $FWD_CPU: the machine is busy and the figures" \
-      "measure the scheduler; run it again at a quieter moment" \
-      "(the worker's CPU time over the window, above, bounds its capacity from below)" >&2
-    break
-  fi
-done
-
-# Who set nplb's rate: the generator only sends as fast as the forwarder
-# drains the ring, so compare what it managed in the two phases. Nearly the
-# same: it was the limit both times and the ratio measures it, not nplb.
-python3 - "${gen_a% *}" "$gen_b" <<'PY'
+# Who set nplb's rate in a round: the generator only sends as fast as the
+# forwarder drains the ring, so compare what it managed in the two phases.
+# Nearly the same: it was the limit both times and the ratio measures it,
+# not nplb.
+who_set_the_rate() {  # $1 = generator into nplb, $2 = into testpmd mac (pps)
+  python3 - "$1" "$2" <<'PY'
 import sys
 into_nplb, into_mac = float(sys.argv[1]), float(sys.argv[2])
 if into_mac > 0 and into_nplb >= 0.95 * into_mac:
@@ -359,5 +352,48 @@ elif into_mac > 0:
     print(f"the generator sent {100 * (1 - into_nplb / into_mac):.0f}% less into nplb than into testpmd mac:"
           " nplb's worker set its rate")
 PY
-ratio=$(python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' "$nplb_pps" "$base_pps")
+}
+
+nplb_rates=() base_rates=() shares=()
+for round in $(seq "$rounds"); do
+  [ "$rounds" -gt 1 ] && echo "round $round of $rounds"
+  run_nplb_phase "a$round"
+  run_testpmd_phase "b$round" mac
+  base_pps=$phase_pps base_n=$phase_samples gen_b=$phase_gen base_share=$phase_share
+  if [ "$base_n" = 0 ] || [ "$base_pps" = 0 ]; then
+    echo "memif-bench.sh: no Rx-pps sample from the testpmd forwarder" >&2; exit 1
+  fi
+  echo "testpmd mac: Rx-pps mean of ${base_n} samples: $(mpps "$base_pps") Mpps (generator Tx-pps $(mpps "$gen_b"); forwarding thread had ${base_share}% of CPU $FWD_CPU)"
+  who_set_the_rate "$gen_a" "$gen_b"
+  nplb_rates+=("$nplb_pps") base_rates+=("$base_pps") shares+=("$nplb_share" "$base_share")
+done
+
+if [ "$ceiling" = 1 ]; then
+  run_testpmd_phase c rxonly
+  ceil_pps=$phase_pps ceil_n=$phase_samples gen_c=$phase_gen
+  echo "testpmd rxonly (ceiling: generator + memif + RX): $(mpps "$ceil_pps") Mpps over ${ceil_n} samples" \
+    "(generator Tx-pps $(mpps "$gen_c"))"
+fi
+
+for pct in "${shares[@]}"; do
+  if [ "$pct" -lt 90 ]; then
+    echo "memif-bench.sh: WARNING: a forwarder had under 90% of CPU $FWD_CPU: the machine is busy and the figures" \
+      "measure the scheduler; run it again at a quieter moment" \
+      "(the worker's CPU time over the window, above, bounds its capacity from below)" >&2
+    break
+  fi
+done
+
+# Each side's median over the rounds (the one value with a single round).
+read -r nplb_pps base_pps ratio < <(python3 - "${nplb_rates[*]}" "${base_rates[*]}" <<'PY'
+import statistics, sys
+nplb = statistics.median(float(x) for x in sys.argv[1].split())
+base = statistics.median(float(x) for x in sys.argv[2].split())
+print(f"{nplb:.0f} {base:.0f} {nplb / base:.2f}")
+PY
+)
+if [ "$rounds" -gt 1 ]; then
+  echo "medians of $rounds rounds: nplb $(for r in "${nplb_rates[@]}"; do printf '%s ' "$(mpps "$r")"; done)->" \
+    "$(mpps "$nplb_pps"); testpmd mac $(for r in "${base_rates[@]}"; do printf '%s ' "$(mpps "$r")"; done)-> $(mpps "$base_pps")"
+fi
 echo "nplb_mpps=$(mpps "$nplb_pps") baseline_mpps=$(mpps "$base_pps") ratio=$ratio"
