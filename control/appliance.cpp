@@ -500,7 +500,7 @@ void Appliance::start_workers() {
     state->flows.set_timeouts(t);
     spdlog::info("worker {}: flow table for {} connections on {} pages of NUMA node {}{}", w, dp.flows.capacity,
                  page_backing_name(state->flows.page_backing()), wc.numa_node,
-                 state->flows.page_backing() == PageBacking::hugetlb
+                 is_reserved_pool(state->flows.page_backing())
                      ? ""
                      : " (reserve 2 MiB pages for the reserved pool: echo N > /proc/sys/vm/nr_hugepages)");
 

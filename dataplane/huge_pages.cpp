@@ -13,6 +13,8 @@ namespace nplb {
 namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kGigaPage = size_t{1} << 30;
+constexpr int kHugeGigaFlag = 30 << MAP_HUGE_SHIFT;  // MAP_HUGE_1GB: log2 of the page size
 std::atomic<PagePolicy> g_policy{PagePolicy::any};
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -58,6 +60,7 @@ void* map_populated(size_t len, int extra_flags, int numa_node) {
 
 const char* page_backing_name(PageBacking backing) {
   switch (backing) {
+    case PageBacking::hugetlb_1g: return "hugetlb-1g";
     case PageBacking::hugetlb: return "hugetlb";
     case PageBacking::transparent: return "transparent";
     case PageBacking::normal: return "normal";
@@ -73,6 +76,17 @@ PageRegion::PageRegion(size_t bytes, int numa_node) {
   // Tables under one huge page stay on plain pages: a 2 MiB page each for
   // the small tables of tests and tiny configurations would only waste.
   bool big = bytes >= kHugePage;
+  if (bytes >= kGigaPage && policy == PagePolicy::any) {
+    // Rounded up to whole pages: at most a page more than the table, which
+    // is the operator's to weigh when reserving them.
+    size_t len = round_up(bytes, kGigaPage);
+    if (void* at = map_populated(len, MAP_HUGETLB | kHugeGigaFlag, numa_node)) {
+      at_ = at;
+      len_ = len;
+      backing_ = PageBacking::hugetlb_1g;
+      return;
+    }
+  }
   if (big && policy == PagePolicy::any) {
     size_t len = round_up(bytes, kHugePage);
     if (void* at = map_populated(len, MAP_HUGETLB, numa_node)) {

@@ -4,7 +4,9 @@
 #   scripts/bench.sh [--quick] [--repetitions N] [--out FILE.json] [-- extra nplb-bench flags]
 #
 # Reserves enough 2 MiB pages for the flow tables (3.8 GiB; 1.2 GiB with
-# --quick, which leaves out the 10Mi-connection benchmark) when run as root, runs build/nplb-bench with repetitions
+# --quick, which leaves out the 10Mi-connection benchmark) and, for the 10Mi
+# table, three 1 GiB pages where the kernel gives them, when run as root;
+# runs build/nplb-bench with repetitions
 # and JSON output, prints the medians, and gives the pages back as it found
 # them. Without root it runs on whatever pages it gets (each benchmark's
 # label says which) and says what to reserve. Not part of the test run:
@@ -34,9 +36,22 @@ done
 pages_file=/proc/sys/vm/nr_hugepages
 want=$(( ten_million ? 1900 : 600 ))
 before=$(cat "$pages_file")
-restore() { [ -w "$pages_file" ] && echo "$before" > "$pages_file" || true; }
+# The 10Mi table (2.4 GiB) goes on 1 GiB pages when the kernel gives three
+# (it needs 3 GiB of unfragmented memory, so it may not); otherwise on the
+# 2 MiB pool, which is sized for it either way.
+gig_file=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
+want_gig=$(( ten_million ? 3 : 0 ))
+gig_before=$( [ -r "$gig_file" ] && cat "$gig_file" || echo 0)
+restore() {
+  [ -w "$pages_file" ] && echo "$before" > "$pages_file" || true
+  [ -w "$gig_file" ] && echo "$gig_before" > "$gig_file" || true
+}
+trap restore EXIT
+if [ -w "$gig_file" ] && [ "$gig_before" -lt "$want_gig" ]; then
+  echo "$want_gig" > "$gig_file" 2>/dev/null || true
+  echo "bench.sh: reserved $(cat "$gig_file") of $want_gig 1 GiB pages for the 10Mi table (was $gig_before; given back on exit)"
+fi
 if [ -w "$pages_file" ] && [ "$before" -lt "$want" ]; then
-  trap restore EXIT
   echo "$want" > "$pages_file"
   got=$(cat "$pages_file")
   echo "bench.sh: reserved $got 2 MiB pages (was $before; given back on exit)"

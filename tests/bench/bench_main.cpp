@@ -432,7 +432,7 @@ void report_packets(benchmark::State& state, uint64_t cycles, uint64_t packets, 
 void label_pages(benchmark::State& state, const WorkerState& w) {
   PageBacking backing = w.flows.page_backing();
   bool big = uint64_t(w.flows.entry_count()) * sizeof(FlowEntry) >= (2u << 20);  // smaller ones stay on 4 KiB pages
-  if (g_require_hugetlb && big && backing != PageBacking::hugetlb) {
+  if (g_require_hugetlb && big && !is_reserved_pool(backing)) {
     state.SkipWithError("--nplb_pages=hugetlb: the flow table did not get the reserved pool; see the note above");
     return;
   }

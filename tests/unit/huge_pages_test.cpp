@@ -72,10 +72,42 @@ TEST(PageRegion, BigRegionsGetHugePagesWhenTheKernelHasThem) {
   }
 }
 
+uint64_t free_gigabyte_pages() {
+  std::ifstream in("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages");
+  uint64_t n = 0;
+  in >> n;
+  return in ? n : 0;
+}
+
+// A region of 1 GiB or more goes on the reserved 1 GiB pool when it has a
+// free page (1 GiB aligned, and the kernel counts it as this process's
+// hugetlb memory); otherwise on whatever a smaller region would get.
+TEST(PageRegion, GigabyteRegionsTakeGigabytePagesWhenReserved) {
+  constexpr size_t kGiB = 1024 * kMiB;
+  uint64_t free_before = free_gigabyte_pages();
+  uint64_t hugetlb_before = process_kib("Private_Hugetlb:");
+  PageRegion r(kGiB);
+  ASSERT_NE(r.data(), nullptr);
+  auto* bytes = static_cast<uint8_t*>(r.data());
+  EXPECT_TRUE(all_zero(bytes, kMiB));
+  EXPECT_TRUE(all_zero(bytes + kGiB - kMiB, kMiB));
+  bytes[0] = 1;
+  bytes[kGiB - 1] = 1;  // writable to the last byte
+  if (free_before >= 1) {
+    EXPECT_EQ(r.backing(), PageBacking::hugetlb_1g);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(r.data()) % kGiB, 0u);
+    EXPECT_GE(process_kib("Private_Hugetlb:"), hugetlb_before + kGiB / 1024);
+    EXPECT_EQ(free_gigabyte_pages(), free_before - 1);
+  } else {
+    EXPECT_NE(r.backing(), PageBacking::hugetlb_1g);
+    std::printf("no 1 GiB page reserved here: a 1 GiB region on %s pages\n", page_backing_name(r.backing()));
+  }
+}
+
 TEST(PageRegion, NoHugetlbSkipsTheReservedPool) {
   PolicyGuard g(PagePolicy::no_hugetlb);
   PageRegion r(8 * kMiB);
-  EXPECT_NE(r.backing(), PageBacking::hugetlb);
+  EXPECT_FALSE(is_reserved_pool(r.backing()));
   EXPECT_TRUE(all_zero(r.data(), 8 * kMiB));
 }
 
