@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "huge_pages.hpp"
 
@@ -251,6 +252,10 @@ class FlowTable {
   // established connections are never evicted for new ones.
   template <typename OnEvicted>
   bool evict_embryonic(uint32_t budget, OnEvicted&& on_evicted);
+
+  // The first and second bucket a key with this hash may occupy (for tests
+  // that need keys crowding the same buckets).
+  std::pair<uint32_t, uint32_t> buckets_of(uint64_t hash) const { return {first_bucket(hash), second_bucket(hash)}; }
 
   uint32_t connections() const { return live_connections_.load(std::memory_order_relaxed); }
   uint32_t capacity() const { return capacity_connections_; }

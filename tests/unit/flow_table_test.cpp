@@ -1,7 +1,9 @@
 // Flow table: both directions of a connection, removal, capacity, expiry
-// (per state and protocol, incremental), embryonic eviction, and the
-// lock-free reader against a concurrent writer.
+// (per state and protocol, incremental), embryonic eviction, a reply that
+// finds no room (rolled back, and counted by the worker), and the lock-free
+// reader against a concurrent writer.
 #include "dataplane/flow_table.hpp"
+#include "dataplane/processor.hpp"
 
 #include <gtest/gtest.h>
 
@@ -378,6 +380,98 @@ TEST(FlowTable, AReplyForARemovedOriginalInsertsNothing) {
             FlowTable::kOriginalGone);
   EXPECT_EQ(find(t, c.reply.key), FlowTable::kNoEntry);
   EXPECT_EQ(t.connections(), 0u);
+}
+
+// Connections both of whose keys may only go in buckets {a, b} (found by
+// search among make_connection's), enough to fill those two buckets: a
+// reply that may only go there finds no room, and no cuckoo step can make
+// any (every resident's other bucket is the other full one).
+struct CrowdedBuckets {
+  std::vector<uint32_t> crowding;  // 7 connections: 14 entries, both buckets full
+  uint32_t victim = 0;             // original elsewhere, reply only in {a, b}
+};
+CrowdedBuckets crowd(const FlowTable& t) {
+  auto in_pair = [&](const FlowKeyV4& key, uint32_t a, uint32_t b) {
+    auto [first, second] = t.buckets_of(flow_key_hash(key));
+    return (first == a && second == b) || (first == b && second == a);
+  };
+  // Buckets 0 and 1 (the table has 4): about 1 key in 8 has exactly that pair.
+  CrowdedBuckets c;
+  for (uint32_t k = 1; k < 1'000'000 && (c.crowding.size() < FlowTable::kSlotsPerBucket || c.victim == 0); ++k) {
+    Keys keys = make_connection(k);
+    bool reply_crowded = in_pair(keys.reply, 0, 1);
+    auto [first, second] = t.buckets_of(flow_key_hash(keys.original));
+    if (reply_crowded && in_pair(keys.original, 0, 1) && c.crowding.size() < FlowTable::kSlotsPerBucket)
+      c.crowding.push_back(k);
+    else if (reply_crowded && c.victim == 0 && first > 1 && second > 1)
+      c.victim = k;
+  }
+  return c;
+}
+
+TEST(FlowTable, AReplyWithNoRoomRemovesItsOriginal) {
+  FlowTable t(8);  // 4 buckets of 7 slots
+  CrowdedBuckets c = crowd(t);
+  ASSERT_EQ(c.crowding.size(), static_cast<size_t>(FlowTable::kSlotsPerBucket));
+  ASSERT_NE(c.victim, 0u);
+  for (uint32_t k : c.crowding) ASSERT_NE(insert(t, k, FlowState::established, 0), FlowTable::kNoEntry) << k;
+  Connection v;
+  fill_connection(v, c.victim, kTcp);
+  uint32_t o = t.insert_original(v.original, flow_key_hash(v.original.key), FlowState::syn_sent, 1);
+  ASSERT_NE(o, FlowTable::kNoEntry);
+  EXPECT_EQ(t.connections(), c.crowding.size() + 1);
+  EXPECT_EQ(t.insert_reply(o, v.original.key, flow_key_hash(v.original.key), v.reply, flow_key_hash(v.reply.key), 1),
+            FlowTable::kNoEntry);
+  EXPECT_EQ(find(t, v.original.key), FlowTable::kNoEntry) << "the original went with its reply";
+  EXPECT_EQ(find(t, v.reply.key), FlowTable::kNoEntry);
+  EXPECT_EQ(t.connections(), c.crowding.size());
+  for (uint32_t k : c.crowding) {
+    Keys keys = make_connection(k);
+    EXPECT_NE(find(t, keys.original), FlowTable::kNoEntry) << k;
+    EXPECT_NE(find(t, keys.reply), FlowTable::kNoEntry) << k;
+  }
+}
+
+// The worker's side of it: a pending reply that finds no room at the end of
+// its burst rolls its connection back, gives its SNAT port back, and is
+// counted (flows_rolled_back).
+TEST(FlowTable, WorkerRollsBackAPendingReplyWithoutRoom) {
+  WorkerConfig config;
+  config.flow_capacity = 8;
+  WorkerState w(config);
+  CrowdedBuckets c = crowd(w.flows);
+  ASSERT_NE(c.victim, 0u);
+  for (uint32_t k : c.crowding) ASSERT_NE(insert(w.flows, k, FlowState::established, 0), FlowTable::kNoEntry) << k;
+  Connection v;
+  fill_connection(v, c.victim, kTcp);
+  uint32_t pool = w.snat.pool_for(SnatPoolKey{kSnat, v.reply.key.src_be, v.reply.key.src_port_be, kTcp, 0});
+  uint16_t port = w.snat.acquire(pool);
+  ASSERT_NE(port, 0);
+  ASSERT_EQ(w.snat.in_use(pool), 1u);
+  WorkerState::PendingReply& p = w.pending_replies[0];
+  p.original = w.flows.insert_original(v.original, flow_key_hash(v.original.key), FlowState::syn_sent, 1);
+  ASSERT_NE(p.original, FlowTable::kNoEntry);
+  p.original_key = v.original.key;
+  p.original_hash = flow_key_hash(v.original.key);
+  // FlowEntry holds atomics: the fields the table copies, one by one.
+  p.reply.key = v.reply.key;
+  p.reply.new_src_be = v.reply.new_src_be;
+  p.reply.new_dst_be = v.reply.new_dst_be;
+  p.reply.new_src_port_be = v.reply.new_src_port_be;
+  p.reply.new_dst_port_be = v.reply.new_dst_port_be;
+  p.reply.service_id = v.reply.service_id;
+  p.reply.backend_id = v.reply.backend_id;
+  p.reply.snat_pool = v.reply.snat_pool;
+  p.reply_hash = flow_key_hash(v.reply.key);
+  p.pool = pool;
+  p.snat_port = port;
+  w.pending_reply_count = 1;
+  w.insert_pending_replies(2);
+  EXPECT_EQ(w.counters.flows_rolled_back, 1u);
+  EXPECT_EQ(w.snat.in_use(pool), 0u) << "the SNAT port went back to its pool";
+  EXPECT_EQ(w.pending_reply_count, 0u);
+  EXPECT_EQ(w.flows.connections(), c.crowding.size());
+  EXPECT_EQ(find(w.flows, v.original.key), FlowTable::kNoEntry);
 }
 
 TEST(FlowTable, EvictEmbryonicOnlyEvictsSynSent) {
