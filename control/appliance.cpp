@@ -33,6 +33,7 @@
 
 #include "control/api_server.hpp"
 #include "control/config_loader.hpp"
+#include "control/control_nap.hpp"
 #include "control/file_watcher.hpp"
 #include "control/health_checker.hpp"
 #include "control/json_writer.hpp"
@@ -156,9 +157,9 @@ class Appliance {
   void setup_ports();
   void start_workers();
   void control_loop();
-  void handle_worker_events();
+  uint32_t handle_worker_events();
   void setup_taps();
-  void exchange_kernel_frames();
+  uint32_t exchange_kernel_frames();
   void resolve_next_hops(uint64_t now, bool periodic);
   void request_arp(uint16_t port, uint32_t target_be);
   bool idle_long_enough(uint64_t now) const;
@@ -222,6 +223,7 @@ class Appliance {
   std::vector<std::unique_ptr<WorkerState>> workers_;
   std::vector<std::unique_ptr<WorkerRuntime>> runtimes_;
   std::map<uint32_t, ResolutionState> resolution_;
+  uint64_t arp_answer_due_tsc_ = 0;  // until then the control loop naps short (ControlNap)
   uint64_t tsc_hz_ = 0;
   uint64_t started_tsc_ = 0;
   uint16_t reta_size_ = 0;  // with several workers: the RSS table every port got
@@ -428,11 +430,13 @@ void Appliance::setup_taps() {
   }
 }
 
-void Appliance::exchange_kernel_frames() {
+uint32_t Appliance::exchange_kernel_frames() {
+  uint32_t moved = 0;
   rte_mbuf* pkts[kBurstSize];
   // Workers -> kernel.
   for (rte_ring* ring : kernel_rings_) {
     unsigned n = rte_ring_sc_dequeue_burst(ring, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
+    moved += n;
     for (unsigned i = 0; i < n; ++i) {
       uint16_t port = pkts[i]->port;
       if (port < tap_ids_.size() && tap_ids_[port] >= 0 &&
@@ -448,6 +452,7 @@ void Appliance::exchange_kernel_frames() {
   for (size_t port = 0; port < tap_ids_.size(); ++port) {
     if (tap_ids_[port] < 0) continue;
     uint16_t n = rte_eth_rx_burst(static_cast<uint16_t>(tap_ids_[port]), 0, pkts, kBurstSize);
+    moved += n;
     for (uint16_t i = 0; i < n; ++i) {
       pkts[i]->port = static_cast<uint16_t>(port);
       if (rte_ring_sp_enqueue(inject_rings_[0], pkts[i]) == 0) {
@@ -458,6 +463,7 @@ void Appliance::exchange_kernel_frames() {
       }
     }
   }
+  return moved;
 }
 
 void Appliance::start_workers() {
@@ -540,6 +546,7 @@ void Appliance::start_workers() {
 
 void Appliance::request_arp(uint16_t port, uint32_t target_be) {
   if (port >= port_ids_.size() || inject_rings_.empty()) return;
+  arp_answer_due_tsc_ = rte_rdtsc() + tsc_hz_ / 100;  // a LAN answers within a few ms
   const PortConfig& pc = config_.dataplane.ports[port];
   // The sender address: the port's address on the target's subnet.
   uint32_t sender_be = 0;
@@ -587,11 +594,13 @@ void Appliance::resolve_next_hops(uint64_t now, bool periodic) {
   for (uint16_t p = 0; p < s->ports.size(); ++p) want(p, s->ports[p].gateway_be);
 }
 
-void Appliance::handle_worker_events() {
+uint32_t Appliance::handle_worker_events() {
   uint64_t now = rte_rdtsc();
+  uint32_t handled = 0;
   for (auto& w : workers_) {
     WorkerEvent e;
     for (int budget = 0; budget < 1024 && w->events.pop(e); ++budget) {
+      ++handled;
       switch (e.kind) {
         case WorkerEvent::Kind::arp_learned:
           if (!neighbors_.update(e.ip_be, e.mac, false))
@@ -609,6 +618,7 @@ void Appliance::handle_worker_events() {
       }
     }
   }
+  return handled;
 }
 
 bool Appliance::idle_long_enough(uint64_t now) const {
@@ -619,10 +629,11 @@ bool Appliance::idle_long_enough(uint64_t now) const {
 
 void Appliance::control_loop() {
   uint64_t last_periodic = 0;
+  ControlNap nap;
   while (!g_stop_requested.load()) {
     uint64_t now = rte_rdtsc();
-    handle_worker_events();
-    exchange_kernel_frames();
+    bool worked = handle_worker_events() > 0;
+    worked |= exchange_kernel_frames() > 0;
     if (api_) api_->poll(0);
     if (health_) {
       health_->poll(0);
@@ -638,9 +649,11 @@ void Appliance::control_loop() {
       spdlog::info("every RX queue idle for {} ms: stopping", options_.exit_when_idle_ms);
       break;
     }
-    // Short naps: a neighbour a worker learned must reach the table before
-    // the reply it will carry (a node answers within ~100 us on a LAN).
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    // Short naps while there is work: a neighbour a worker learned must
+    // reach the table before the reply it will carry (a node answers within
+    // ~100 us on a LAN); longer ones when idle (ControlNap).
+    worked |= now < arp_answer_due_tsc_;
+    std::this_thread::sleep_for(std::chrono::microseconds(nap.next(worked)));
   }
   if (g_stop_requested.load()) spdlog::info("stop requested by signal");
 }

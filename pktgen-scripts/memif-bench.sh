@@ -20,7 +20,8 @@
 # CPU placement (2 CPUs; override with MEMIF_BENCH_GEN_CPU / _FWD_CPU):
 #   CPU 0: generator main lcore (sleeps in --stats-period) and forwarding
 #          lcore (busy), forwarder's main lcore (nplb's control thread naps
-#          100 us between polls; testpmd's main lcore sleeps in its stats loop)
+#          up to 1 ms between polls, ~1% of the CPU; testpmd's main lcore
+#          sleeps in its stats loop)
 #   CPU 1: the forwarder's one worker / forwarding lcore, alone
 # so the measured side owns a CPU and the only thing it shares CPU 0 with is
 # the generator's own busy lcore, which it does not measure.
