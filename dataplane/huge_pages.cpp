@@ -76,23 +76,23 @@ PageRegion::PageRegion(size_t bytes, int numa_node) {
   // Tables under one huge page stay on plain pages: a 2 MiB page each for
   // the small tables of tests and tiny configurations would only waste.
   bool big = bytes >= kHugePage;
-  if (bytes >= kGigaPage && policy == PagePolicy::any) {
-    // Rounded up to whole pages: at most a page more than the table, which
-    // is the operator's to weigh when reserving them.
-    size_t len = round_up(bytes, kGigaPage);
-    if (void* at = map_populated(len, MAP_HUGETLB | kHugeGigaFlag, numa_node)) {
+  // The reserved pools, 1 GiB pages first, each for regions of at least one
+  // of its pages. Rounded up to whole pages: at most a page more than the
+  // table, which is the operator's to weigh when reserving them.
+  struct ReservedPool {
+    size_t page;
+    int flags;
+    PageBacking backing;
+  };
+  constexpr ReservedPool kReservedPools[] = {{kGigaPage, MAP_HUGETLB | kHugeGigaFlag, PageBacking::hugetlb_1g},
+                                             {kHugePage, MAP_HUGETLB, PageBacking::hugetlb}};
+  for (const ReservedPool& pool : kReservedPools) {
+    if (bytes < pool.page || policy != PagePolicy::any) continue;
+    size_t len = round_up(bytes, pool.page);
+    if (void* at = map_populated(len, pool.flags, numa_node)) {
       at_ = at;
       len_ = len;
-      backing_ = PageBacking::hugetlb_1g;
-      return;
-    }
-  }
-  if (big && policy == PagePolicy::any) {
-    size_t len = round_up(bytes, kHugePage);
-    if (void* at = map_populated(len, MAP_HUGETLB, numa_node)) {
-      at_ = at;
-      len_ = len;
-      backing_ = PageBacking::hugetlb;
+      backing_ = pool.backing;
       return;
     }
   }
