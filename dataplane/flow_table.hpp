@@ -308,6 +308,8 @@ class FlowTable {
   uint32_t second_bucket(uint64_t hash) const {
     return static_cast<uint32_t>((uint64_t(static_cast<uint32_t>((hash >> 32) * 0x9e3779b1u)) * bucket_count_) >> 32);
   }
+  // The entry after `index` in a sweep over the table (entry 0 is never used).
+  uint32_t next_entry(uint32_t index) const { return index + 1 == entry_count_ ? 1 : index + 1; }
   static uint32_t entry_index(uint32_t bucket, int slot) { return bucket * kSlotsPerBucket + static_cast<uint32_t>(slot) + 1; }
   static uint32_t bucket_of(uint32_t index) { return (index - 1) / kSlotsPerBucket; }
   static int slot_of(uint32_t index) { return static_cast<int>((index - 1) % kSlotsPerBucket); }
@@ -355,7 +357,7 @@ uint32_t FlowTable::expire_step(uint64_t now, uint32_t budget, OnExpired&& on_ex
   uint32_t expired = 0;
   for (uint32_t i = 0; i < budget; ++i) {
     uint32_t index = expiry_cursor_;
-    expiry_cursor_ = expiry_cursor_ + 1 == entry_count_ ? 1 : expiry_cursor_ + 1;
+    expiry_cursor_ = next_entry(expiry_cursor_);
     FlowEntry& e = entries_[index];
     FlowState state = e.state.load(std::memory_order_relaxed);
     if (state == FlowState::free || e.direction != FlowDirection::original) continue;
@@ -372,7 +374,7 @@ uint32_t FlowTable::expire_step(uint64_t now, uint32_t budget, OnExpired&& on_ex
   // a burst ahead, or each one is a stall on memory (at 10M connections
   // the expiry scan otherwise cost ~20 cycles per forwarded packet).
   uint32_t ahead = std::min(budget, kExpiryPrefetch);
-  for (uint32_t i = 0, at = expiry_cursor_; i < ahead; ++i, at = at + 1 == entry_count_ ? 1 : at + 1)
+  for (uint32_t i = 0, at = expiry_cursor_; i < ahead; ++i, at = next_entry(at))
     __builtin_prefetch(&entries_[at]);
   return expired;
 }
@@ -402,7 +404,7 @@ template <typename OnEvicted>
 bool FlowTable::evict_embryonic(uint32_t budget, OnEvicted&& on_evicted) {
   for (uint32_t i = 0; i < budget; ++i) {
     uint32_t index = evict_cursor_;
-    evict_cursor_ = evict_cursor_ + 1 == entry_count_ ? 1 : evict_cursor_ + 1;
+    evict_cursor_ = next_entry(evict_cursor_);
     FlowEntry& e = entries_[index];
     if (e.direction == FlowDirection::original && e.state.load(std::memory_order_relaxed) == FlowState::syn_sent &&
         e.partner != kNoEntry) {  // not a connection between insert_original and insert_reply
