@@ -136,11 +136,8 @@ int run_worker(void* arg) {
   // flow-table lines load while the others are worked on); a poll that
   // brings nothing drains it, so at low rates no packet waits.
   auto pipeline = std::make_unique<BurstPipeline>();
-  auto drain = [&](const Snapshot& snapshot, uint64_t now) {
-    while (!pipeline->empty())
-      if (const BurstPipeline::Burst* done = pipeline->step(w, snapshot, *rt.neighbors, false, now))
-        finish_burst(rt, tx, *done);
-  };
+  auto finish = [&](const BurstPipeline::Burst& done) { finish_burst(rt, tx, done); };
+  auto drain = [&](const Snapshot& snapshot, uint64_t now) { pipeline->drain(w, snapshot, *rt.neighbors, now, finish); };
   rte_mbuf* rx[kBurstSize];
   while (!rt.stop->load(std::memory_order_relaxed)) {
     const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
@@ -154,8 +151,7 @@ int run_worker(void* arg) {
       BurstPipeline::Burst& b = pipeline->next();
       prepare_burst(rt, b, rx, n, p);
       if (b.n == 0) continue;
-      if (const BurstPipeline::Burst* done = pipeline->step(w, *snapshot, *rt.neighbors, true, now))
-        finish_burst(rt, tx, *done);
+      pipeline->push(w, *snapshot, *rt.neighbors, now, finish);
     }
     if (!busy) drain(*snapshot, now);
     if (rt.inject) send_injected(rt, tx);

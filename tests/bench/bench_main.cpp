@@ -264,10 +264,10 @@ struct PipelinedBursts {
     for (uint16_t i = 0; i < kBurst; ++i) b.pkts[i] = area.pkts[i];
     b.n = kBurst;
     b.in_port = 0;
-    pipeline.step(w, s, neighbors, true, now);
+    pipeline.push(w, s, neighbors, now, [](const BurstPipeline::Burst&) {});
   }
   void drain(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint64_t now) {
-    while (!pipeline.empty()) pipeline.step(w, s, neighbors, false, now);
+    pipeline.drain(w, s, neighbors, now, [](const BurstPipeline::Burst&) {});
   }
 };
 
