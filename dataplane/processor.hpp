@@ -199,9 +199,10 @@ struct PacketWork {
 //
 // A table whose connections all fit in the core's caches gains nothing from
 // the wait: push() then runs each burst through all three stages at once,
-// after draining what is in flight (at 16 connections over memif, 3-4% more
-// packets a second than through the pipeline; at 1M, 80 cycles a packet
-// against 125 without it).
+// after draining what is in flight (16 connections over memif: 2-4% more
+// packets a second; in-process at 1Ki connections 62.9 -> 60.2 cycles a
+// packet). Beyond the cache the wait is what pays: at 1Mi, 77 cycles a
+// packet against 93 for the same bursts one at a time (docs/benchmarks.md).
 class BurstPipeline {
  public:
   static constexpr int kDepth = 3;
@@ -210,6 +211,7 @@ class BurstPipeline {
   static constexpr uint32_t kCacheResidentConnections = 8192;
   explicit BurstPipeline(uint32_t pipeline_above_connections = kCacheResidentConnections)
       : pipeline_above_(pipeline_above_connections) {}
+  // Tests switch modes with it while bursts are in flight.
   void set_pipeline_above(uint32_t connections) { pipeline_above_ = connections; }
   struct Burst {
     BurstPacket pkts[kMaxBurst];
