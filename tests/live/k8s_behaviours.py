@@ -627,7 +627,10 @@ class Checks:
     # 10
     def b10_no_flow_state(self):
         from scapy.layers.inet import IP, TCP  # noqa: PLC0415
-        sport = 41777
+        # Below the kernel's ephemeral range (32768-60999): no connection of
+        # the earlier behaviours can have left a flow on these ports (one did,
+        # once: its lingering flow took the RST probe and forwarded it).
+        sport = 21777
         sniffers = {}
         for n in NODES:
             s = self.bed.socket(self.bed.node_ns(n), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -657,21 +660,22 @@ class Checks:
                     continue
                 ihl = (data[14] & 0x0f) * 4
                 sp = int.from_bytes(data[14 + ihl:16 + ihl], "big")
+                seq = int.from_bytes(data[18 + ihl:22 + ihl], "big")
                 src = socket.inet_ntoa(data[26:30])
-                if src == CLIENT or sport <= sp < sport + len(probes):
+                # Untranslated (the client's address or port), or translated:
+                # NAT keeps the probes' sequence number.
+                if src == CLIENT or sport <= sp < sport + len(probes) or seq == 1000:
                     leaked.append(f"{n}: {socket.inet_ntoa(data[26:30])}:{sp} -> {socket.inet_ntoa(data[30:34])}")
         for s in list(sniffers.values()) + [raw]:
             s.close()
         s1 = self.stats()
         nf = s1["drops"]["no_flow"] - s0["drops"]["no_flow"]
-        fw = s1["forwarded"] - s0["forwarded"]
         problems = []
         if leaked:
             problems.append(f"reached a node: {leaked[:4]}")
-        if nf != len(probes):
+        # At least: a stray segment of an earlier, expired connection counts too.
+        if nf < len(probes):
             problems.append(f"drops.no_flow +{nf}, want +{len(probes)}")
-        if fw:
-            problems.append(f"forwarded +{fw}, want 0")
         return not problems, "; ".join(problems) or \
             f"{', '.join(p[0] for p in probes)} without state: nothing reached a node, no_flow +{nf}"
 
