@@ -239,8 +239,7 @@ class BurstPipeline {
       return;
     }
     Burst& b = next();
-    while (!empty())
-      if (Burst* done = step(worker, snapshot, neighbors, false, now)) on_done(*done);
+    drain(worker, snapshot, neighbors, now, on_done);
     if (b.n > kMaxBurst) b.n = kMaxBurst;
     process_burst(worker, snapshot, neighbors, b.pkts, b.n, b.in_port, now);
     on_done(b);
