@@ -99,18 +99,26 @@ bool is_martian_source(uint32_t src_be) {
   return src == 0 || src == 0xffffffff || (src >> 24) == 127 || (src >> 28) == 0xe;
 }
 
+// Whether packets between these addresses get past every address check of
+// classify_ipv4 on any port: to a frontend or SNAT address that is no
+// port's kernel address, from a source that is neither martian nor ours.
+// What a connection must satisfy for its packets to skip those checks.
+bool addresses_admit(const Snapshot& s, uint32_t src_be, uint32_t dst_be) {
+  if (!(s.roles_of(dst_be) & (Snapshot::kFrontend | Snapshot::kSnat))) return false;
+  for (const PortView& port : s.ports)
+    if (port.kernel_be == dst_be) return false;
+  return !is_martian_source(src_be) && !(s.roles_of(src_be) & Snapshot::kLocal);
+}
+
 // Rewrites addresses and ports, decrements TTL, and updates both checksums
 // by the flow's precomputed RFC 1624 differences: a checksum that arrived
 // bad leaves bad.
-NPLB_HOT void translate(uint8_t* bytes, const ParsedFrame& p, const FlowEntry& e) {
-  uint8_t* ip = bytes + p.l3_offset;
-  uint8_t* l4 = bytes + p.l4_offset;
+NPLB_HOT void translate_at(uint8_t* ip, uint8_t* l4, bool udp, const FlowEntry& e) {
   ip[kIpTtl] -= 1;
   store16(ip + kIpChecksum, checksum_apply(load16(ip + kIpChecksum), e.ip_checksum_delta));
   store32(ip + kIpSrc, e.new_src_be);
   store32(ip + kIpDst, e.new_dst_be);
 
-  bool udp = p.protocol == static_cast<uint8_t>(L4Protocol::udp);
   uint8_t* l4_sum_at = l4 + (udp ? kUdpChecksum : kTcpChecksum);
   uint16_t l4_sum = load16(l4_sum_at);
   // RFC 768: a UDP checksum of zero over IPv4 means "none"; it stays zero.
@@ -122,6 +130,9 @@ NPLB_HOT void translate(uint8_t* bytes, const ParsedFrame& p, const FlowEntry& e
   }
   store16(l4, e.new_src_port_be);
   store16(l4 + 2, e.new_dst_port_be);
+}
+NPLB_HOT void translate(uint8_t* bytes, const ParsedFrame& p, const FlowEntry& e) {
+  translate_at(bytes + p.l3_offset, bytes + p.l4_offset, p.protocol == static_cast<uint8_t>(L4Protocol::udp), e);
 }
 
 static_assert(std::endian::native == std::endian::little, "MAC words are stored little-endian");
@@ -406,6 +417,16 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
       return dropped(w, DropReason::flow_table_full);
     }
   }
+  if (!addresses_admit(s, key.src_be, key.dst_be) || !addresses_admit(s, backend.address_be, snat_be)) {
+    // Its packets must keep being checked, and so must everyone's until a
+    // walk over the table finds it gone.
+    w.trusted_address_epoch = 0;
+    w.address_walk.failed = true;
+  } else if (w.trusted_address_epoch != s.address_epoch) {
+    // Checked under this snapshot's addresses, not under those the table
+    // was trusted for: that trust ends (a walk earns it back).
+    w.trusted_address_epoch = 0;
+  }
   WorkerState::PendingReply& pending = w.pending_replies[w.pending_reply_count++];
   pending.original = index;
   pending.original_key = key;
@@ -504,26 +525,20 @@ namespace {
 // An IPv4 frame up to the flow lookup. kCommonShape: parse_common_ipv4
 // accepted it, so its offsets are constants and it is an unfragmented TCP or
 // UDP datagram (checks the compiler then leaves out).
+// The addresses' part of it: the kernel's address, the appliance's own,
+// ICMP, martian sources. True: decided (work.outcome); false: the packet
+// goes on to the flow table, work.to_snat set.
 template <bool kCommonShape>
-NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity,
-                            uint16_t in_port, PacketWork& work) {
+NPLB_HOT bool decide_by_addresses(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity,
+                                  uint16_t in_port, PacketWork& work, uint32_t src_be, uint32_t dst_be) {
   const ParsedFrame& p = work.parsed;
   auto frame = [&] { return Frame{bytes, p, len, capacity, in_port}; };  // for the rare paths only
-  const uint8_t* ip = bytes + (kCommonShape ? kEthernetHeaderLen : p.l3_offset);
-  uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
-
-  // Unicast frames for another station (a bridge flooding, a promiscuous
-  // port) are not ours to route.
-  if (!(bytes[0] & 1) && std::memcmp(bytes, s.ports[in_port].mac.bytes.data(), 6) != 0) {
-    work.outcome = dropped(w, DropReason::not_for_us);
-    return;
-  }
   // The kernel's own address on this port (health probes, BGP, ssh): the
   // kernel gets the frame as it is, through the control thread's tap.
   if (dst_be != 0 && dst_be == s.ports[in_port].kernel_be) {
     ++w.counters.to_kernel;
     work.outcome = Outcome{Action::to_kernel, in_port};
-    return;
+    return true;
   }
   // Bit tests rather than && chains: a burst mixes packets to frontends and
   // to SNAT addresses at random, and a branch on which it is mispredicts.
@@ -543,16 +558,34 @@ NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, u
     } else {
       work.outcome = dropped(w, DropReason::to_appliance);
     }
-    return;
+    return true;
   }
   if (martian) {
     work.outcome = dropped(w, DropReason::martian_source);
-    return;
+    return true;
   }
   if (icmp) {
     work.outcome = to_frontend ? answer_echo(w, s, frame(), len, in_port) : dropped(w, DropReason::icmp_ignored);
+    return true;
+  }
+  work.to_snat = to_snat;
+  return false;
+}
+
+template <bool kCommonShape>
+NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity,
+                            uint16_t in_port, PacketWork& work) {
+  const ParsedFrame& p = work.parsed;
+  const uint8_t* ip = bytes + (kCommonShape ? kEthernetHeaderLen : p.l3_offset);
+  uint32_t src_be = load32(ip + kIpSrc), dst_be = load32(ip + kIpDst);
+
+  // Unicast frames for another station (a bridge flooding, a promiscuous
+  // port) are not ours to route.
+  if (!(bytes[0] & 1) && std::memcmp(bytes, s.ports[in_port].mac.bytes.data(), 6) != 0) {
+    work.outcome = dropped(w, DropReason::not_for_us);
     return;
   }
+  if (decide_by_addresses<kCommonShape>(w, s, bytes, len, capacity, in_port, work, src_be, dst_be)) return;
   // Fragments are not balanced: only the first carries ports, and without
   // reassembly the rest could not follow it (DPVS makes the same call).
   DropReason reason = DropReason::count;
@@ -575,7 +608,6 @@ NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, u
   work.key = FlowKeyV4{src_be, dst_be, p.src_port_be, p.dst_port_be, p.protocol, {0, 0, 0}};
   work.hash = flow_hash_words(uint64_t(src_be) | uint64_t(dst_be) << 32,
                               uint64_t(p.src_port_be) | uint64_t(p.dst_port_be) << 16 | uint64_t(p.protocol) << 32);
-  work.to_snat = to_snat;
   work.needs_flow = true;
 }
 
@@ -583,6 +615,7 @@ NPLB_HOT void classify_ipv4(WorkerState& w, const Snapshot& s, uint8_t* bytes, u
 NPLB_HOT void classify(WorkerState& w, const Snapshot& s, uint8_t* bytes, uint32_t& len, uint32_t capacity, uint16_t in_port,
               ParseOptions options, PacketWork& work) {
   work.needs_flow = false;
+  work.fast = false;
   ParsedFrame& p = work.parsed;
   if (parse_common_ipv4(bytes, len, options, p))
     return classify_ipv4<true>(w, s, bytes, len, capacity, in_port, work);
@@ -673,15 +706,149 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
   return outcome;
 }
 
+void WorkerState::revalidate_addresses(const Snapshot& s, uint64_t now) {
+  if (trusted_address_epoch == s.address_epoch) return;
+  AddressWalk& walk = address_walk;
+  if (walk.epoch != s.address_epoch) walk = AddressWalk{s.address_epoch, 1, false, 0};
+  if (now < walk.not_before) return;
+  uint32_t end = std::min(flows.entry_count(), walk.cursor + kAddressWalkStep);
+  for (; walk.cursor < end; ++walk.cursor) {
+    const FlowEntry& e = flows.entry(walk.cursor);
+    if (e.state.load(std::memory_order_relaxed) != FlowState::free && !addresses_admit(s, e.key.src_be, e.key.dst_be))
+      walk.failed = true;
+  }
+  if (walk.cursor < flows.entry_count()) return;
+  if (walk.failed)
+    walk.not_before = now + s.tsc_hz;  // a connection still fails: look again in a second
+  else
+    trusted_address_epoch = s.address_epoch;
+  walk.cursor = 1;
+  walk.failed = false;
+}
+
 namespace {
 
+// The fast lane, which nearly every packet under load takes: an IPv4
+// datagram without options or fragmentation, TCP with legal flags or UDP,
+// unicast to this port's MAC, with TTL to spare. Checked in a few wide
+// loads, it goes to the flow lookup with its key and hash and nothing else:
+// if it belongs to a connection, its addresses passed their checks when
+// the connection was opened (complete_fast). Anything else: false, and the
+// general classify() decides. The checks are parse_common_ipv4's and
+// classify_ipv4's, in one pass without a ParsedFrame.
+NPLB_HOT bool classify_fast(const uint8_t* bytes, uint32_t len, ParseOptions options, uint32_t mac_head,
+                            uint16_t mac_tail, PacketWork& work) {
+  constexpr uint32_t kL3 = kEthernetHeaderLen, kL4 = kEthernetHeaderLen + kIpv4MinHeaderLen;
+  if (len < kL4 + kUdpHeaderLen) return false;
+  // Bytes 12-19: EtherType, version/IHL, TOS, total length, identification;
+  // 20-23: flags/fragment offset, TTL, protocol.
+  uint64_t head;
+  std::memcpy(&head, bytes + 12, 8);
+  uint32_t frag_ttl_protocol = load32(bytes + 20);
+  uint32_t ttl = (frag_ttl_protocol >> 16) & 0xff;
+  // Bitwise ors: one branch for the common case.
+  if ((load32(bytes) != mac_head) | (load16(bytes + 4) != mac_tail) | ((head & 0xffffff) != 0x450008) |
+      ((frag_ttl_protocol & 0xff3f) != 0) | (ttl <= 1))
+    return false;
+  uint32_t total_len = __builtin_bswap16(static_cast<uint16_t>(head >> 32));
+  if (total_len < kIpv4MinHeaderLen + kUdpHeaderLen || kL3 + total_len > len) return false;
+  if (!options.ip_checksum_verified && !ipv4_header_checksum_ok(bytes + kL3, kIpv4MinHeaderLen)) return false;
+  uint8_t protocol = static_cast<uint8_t>(frag_ttl_protocol >> 24);
+  uint32_t l4_len = total_len - kIpv4MinHeaderLen;
+  const uint8_t* l4 = bytes + kL4;
+  uint8_t flags = 0;
+  if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
+    uint32_t data_offset = (l4[12] >> 4) * 4u;
+    flags = l4[13];
+    if (l4_len < kTcpMinHeaderLen || data_offset < kTcpMinHeaderLen || data_offset > l4_len ||
+        is_illegal_tcp_flags(flags))
+      return false;
+  } else if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
+    uint32_t udp_len = load_be16(l4 + 4);
+    if (udp_len < kUdpHeaderLen || udp_len > l4_len) return false;
+  } else {
+    return false;
+  }
+  // The key's two words (flow_hash_words) straight from the packet.
+  uint64_t addresses, ports_protocol = uint64_t(load32(l4)) | uint64_t(protocol) << 32;
+  std::memcpy(&addresses, bytes + kL3 + kIpSrc, 8);
+  std::memcpy(static_cast<void*>(&work.key), &addresses, 8);
+  std::memcpy(reinterpret_cast<uint8_t*>(&work.key) + 8, &ports_protocol, 8);
+  work.hash = flow_hash_words(addresses, ports_protocol);
+  work.tcp_flags = flags;
+  work.frame_len = static_cast<uint16_t>(kL3 + total_len);
+  work.fast = true;
+  work.needs_flow = true;
+  return true;
+}
+
+// A fast-lane packet the plain case below does not cover, the general way:
+// parsed, checked by its addresses, then complete().
+__attribute__((noinline)) Outcome complete_fast_general(WorkerState& w, const Snapshot& s,
+                                                        const NeighborTable& neighbors, BurstPacket& pkt,
+                                                        PacketWork& work, uint16_t in_port, uint64_t now) {
+  // classify_fast accepted it (checksum included): the common shape.
+  if (!parse_common_ipv4(pkt.frame, pkt.len, ParseOptions{true}, work.parsed))
+    parse_frame_into(pkt.frame, pkt.len, ParseOptions{true}, work.parsed);
+  if (decide_by_addresses<true>(w, s, pkt.frame, pkt.len, pkt.capacity, in_port, work, work.key.src_be,
+                                work.key.dst_be))
+    return work.outcome;
+  pkt.len = work.frame_len;  // trim Ethernet padding: checksums cover the IP length only
+  return complete(w, s, neighbors, pkt.frame, pkt.len, pkt.capacity, in_port, work, now);
+}
+
+// A fast-lane packet of a steady connection (TCP established with no
+// SYN, FIN or RST; UDP), whose next hop is resolved and backend live, in a
+// table whose every connection passed the address checks (`trusted`):
+// the verdict complete() would give, without the checks. Else the general way.
+NPLB_HOT Outcome complete_fast(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket& pkt,
+                               PacketWork& work, uint16_t in_port, uint64_t now, bool trusted) {
+  if (trusted && work.index != FlowTable::kNoEntry) {
+    FlowEntry& e = w.flows.entry(work.index);
+    FlowState state = e.state.load(std::memory_order_relaxed);
+    bool tcp = work.key.protocol == static_cast<uint8_t>(L4Protocol::tcp);
+    bool steady = tcp ? state == FlowState::established && !(work.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst))
+                      : state != FlowState::free;
+    uint64_t next_hop_mac;
+    if (steady && e.key == work.key && s.backend_is_live(e.backend_id) &&
+        neighbors.lookup_word(e.next_hop_be, next_hop_mac)) {
+      e.last_seen.store(now, std::memory_order_relaxed);
+      uint8_t* bytes = pkt.frame;
+      store32(bytes, static_cast<uint32_t>(next_hop_mac));
+      store16(bytes + 4, static_cast<uint16_t>(next_hop_mac >> 32));
+      std::memcpy(bytes + 6, s.ports[e.tx_port].mac.bytes.data(), 6);
+      translate_at(bytes + kEthernetHeaderLen, bytes + kEthernetHeaderLen + kIpv4MinHeaderLen, !tcp, e);
+      ++w.service_packets[e.service_id];
+      ++w.backend_packets[e.backend_id];
+      ++w.counters.forwarded;
+      pkt.len = work.frame_len;
+      return Outcome{Action::forward, e.tx_port};
+    }
+  }
+  return complete_fast_general(w, s, neighbors, pkt, work, in_port, now);
+}
+
+// The general path, out of line: the fast lane's loops keep their registers.
+__attribute__((noinline)) void classify_general(WorkerState& w, const Snapshot& s, BurstPacket& pkt, uint16_t in_port,
+                                                PacketWork& work) {
+  classify(w, s, pkt.frame, pkt.len, pkt.capacity, in_port, pkt.options, work);
+}
+__attribute__((noinline)) Outcome complete_general(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
+                                                   BurstPacket& pkt, PacketWork& work, uint16_t in_port, uint64_t now) {
+  return complete(w, s, neighbors, pkt.frame, pkt.len, pkt.capacity, in_port, work, now);
+}
+
 // The three stages of a burst. Each packet's work is written by
-// classify() before a later stage reads it.
+// classify_fast() or classify() before a later stage reads it.
 void stage_classify(WorkerState& w, const Snapshot& s, BurstPacket* pkts, PacketWork* work, uint16_t n,
                     uint16_t in_port) {
+  const uint8_t* mac = s.ports[in_port].mac.bytes.data();
+  uint32_t mac_head = load32(mac);
+  uint16_t mac_tail = load16(mac + 4);
   for (uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) __builtin_prefetch(pkts[i + 1].frame);
-    classify(w, s, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, pkts[i].options, work[i]);
+    if (!classify_fast(pkts[i].frame, pkts[i].len, pkts[i].options, mac_head, mac_tail, work[i]))
+      classify_general(w, s, pkts[i], in_port, work[i]);
   }
   // The buckets are requested together, after the burst is classified: a
   // request issued between packets waits, once the core's outstanding
@@ -707,10 +874,17 @@ void stage_lookup(WorkerState& w, PacketWork* work, uint16_t n) {
 void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket* pkts,
                     PacketWork* work, uint16_t n, uint16_t in_port, uint64_t now) {
   w.flows_changed_in_burst = false;
+  // An empty table holds no connection that could fail the checks.
+  if (w.trusted_address_epoch != s.address_epoch && w.flows.connections() == 0)
+    w.trusted_address_epoch = s.address_epoch;
+  // Read once a burst: a connection opened in it that fails the checks is
+  // matched by no other packet of the burst (its reply entry goes in at the
+  // end; its original's key passed them on this very port).
+  bool trusted = w.trusted_address_epoch == s.address_epoch;
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = work[i].needs_flow
-                          ? complete(w, s, neighbors, pkts[i].frame, pkts[i].len, pkts[i].capacity, in_port, work[i], now)
-                          : work[i].outcome;
+    pkts[i].outcome = work[i].fast ? complete_fast(w, s, neighbors, pkts[i], work[i], in_port, now, trusted)
+                      : work[i].needs_flow ? complete_general(w, s, neighbors, pkts[i], work[i], in_port, now)
+                                           : work[i].outcome;
   if (w.pending_reply_count) w.insert_pending_replies(now);
 }
 

@@ -129,6 +129,23 @@ struct alignas(64) WorkerState {
   // Expires idle connections and gives their SNAT ports back, paced by the
   // clock (FlowTable::expire_due).
   uint32_t expire(uint64_t now);
+  // Packets of known connections skip the address checks (the fast lane,
+  // processor.cpp) while every connection in the table has passed them
+  // under the snapshot's address epoch (Snapshot::address_epoch); 0: not
+  // trusted. Earned when the table is empty, kept while each new connection
+  // passes, lost to one that does not, and earned again after the
+  // addresses change by a walk over the table (revalidate_addresses).
+  uint64_t trusted_address_epoch = 0;
+  struct AddressWalk {
+    uint64_t epoch = 0;       // what the walk in progress checks against
+    uint32_t cursor = 1;      // next entry (entry 0 is never used)
+    bool failed = false;      // an entry failed, or a failing connection was opened meanwhile
+    uint64_t not_before = 0;  // TSC: after a failed pass, the next waits a second
+  } address_walk;
+  static constexpr uint32_t kAddressWalkStep = 128;  // entries per call
+  // Looks at up to kAddressWalkStep entries; trusts the snapshot's epoch
+  // after a pass in which every connection passed. Nothing to do while trusted.
+  void revalidate_addresses(const Snapshot& snapshot, uint64_t now);
   // Measures the new-flow rate in 100 ms windows and switches flood mode.
   void watch_flood(uint64_t now, uint64_t tsc_hz);
   uint32_t flood_threshold;  // new flows per 100 ms window
@@ -174,12 +191,18 @@ void process_burst(WorkerState& worker, const Snapshot& snapshot, const Neighbor
 // flow table, then completed, so the table's cache lines for the whole burst
 // are in flight before the first packet needs them.
 struct PacketWork {
-  ParsedFrame parsed;
+  ParsedFrame parsed;  // not filled in the fast lane
   FlowKeyV4 key;
   uint64_t hash = 0;
   uint32_t index = FlowTable::kNoEntry;
   bool to_snat = false;
   bool needs_flow = false;  // false: `outcome` is final
+  // The fast lane: a plain TCP or UDP datagram whose address checks wait
+  // for its connection (complete_fast); with its TCP flags and its length
+  // without Ethernet padding.
+  bool fast = false;
+  uint8_t tcp_flags = 0;
+  uint16_t frame_len = 0;
   Outcome outcome;
 };
 

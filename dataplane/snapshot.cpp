@@ -44,6 +44,16 @@ void Snapshot::index_addresses() {
   }
   wanted.resize(merged);
 
+  // FNV-1a over the sorted roles and the ports' kernel addresses in order.
+  uint64_t epoch = 0xcbf29ce484222325ull;
+  auto mix = [&epoch](uint64_t word) {
+    for (int byte = 0; byte < 8; ++byte) epoch = (epoch ^ ((word >> (8 * byte)) & 0xff)) * 0x100000001b3ull;
+  };
+  for (const Wanted& w : wanted) mix(uint64_t(w.address_be) << 8 | w.roles);
+  mix(ports.size());
+  for (const PortView& port : ports) mix(port.kernel_be);
+  address_epoch = epoch | 1;
+
   // Multipliers from an LCG until one places every address; 64 tries per
   // table size, then twice the size. One address per slot needs room for
   // the birthday odds (n^2/8 slots: 2048 for 128 addresses); four per

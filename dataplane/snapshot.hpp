@@ -162,8 +162,15 @@ struct Snapshot {
   bool is_frontend(uint32_t a) const { return roles_of(a) & kFrontend; }
   bool is_snat(uint32_t a) const { return roles_of(a) & kSnat; }
   bool is_local(uint32_t a) const { return roles_of(a) & kLocal; }
-  // Control side: builds address_slots or address_buckets from frontends_be, snat_be and local_be.
+  // Control side: builds address_slots or address_buckets from frontends_be,
+  // snat_be and local_be, and sets address_epoch.
   void index_addresses();
+  // A digest of everything that decides whether a flow's addresses may be
+  // forwarded (the address roles above, the ports' kernel addresses): equal
+  // epochs, equal decisions. A worker whose every connection was checked
+  // under this epoch skips the address checks for packets that match one
+  // (WorkerState::trusted_address_epoch). Never 0 once indexed.
+  uint64_t address_epoch = 0;
 
   // The port whose subnet holds `dst`, else the first port with a gateway.
   // From the IPv4 subnets as masks (index_routes()): a new connection's

@@ -158,6 +158,7 @@ int run_worker(void* arg) {
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
     w.expire(now);
+    w.revalidate_addresses(*snapshot, now);
     w.watch_flood(now, snapshot->tsc_hz);
     // The snapshot pointer is not held past this point (the pipeline's
     // bursts carry packets and verdicts, never pointers into a snapshot).
