@@ -23,15 +23,18 @@ class NeighborTable {
   // Fast path: the MAC for `ip_be` as a word, byte b at bits 8b (so a
   // little-endian 4-byte and 2-byte store write it out); false if unknown.
   bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
-    for (uint32_t i = slot_of(ip_be), probes = 0; probes <= mask_; i = (i + 1) & mask_, ++probes) {
-      uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
+    // Locals: the slots' atomics would otherwise make the compiler reload
+    // the table's fields on every probe.
+    const Slot* slots = slots_.get();
+    uint32_t mask = mask_;
+    for (uint32_t i = slot_of(ip_be), probes = 0;; i = (i + 1) & mask) {
+      uint32_t key = slots[i].ip_be.load(std::memory_order_acquire);
       if (key == ip_be) {
-        mac_word = slots_[i].mac_word.load(std::memory_order_relaxed);
+        mac_word = slots[i].mac_word.load(std::memory_order_relaxed);
         return (mac_word & kValid) != 0;
       }
-      if (key == 0) return false;
+      if (key == 0 || probes++ == mask) return false;
     }
-    return false;
   }
   bool lookup(uint32_t ip_be, MacAddr& mac) const {
     uint64_t word;

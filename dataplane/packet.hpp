@@ -85,18 +85,18 @@ inline bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t header_len) {
   std::memcpy(&w0, ip, 8);
   std::memcpy(&w1, ip + 8, 8);
   std::memcpy(&w2, ip + 16, 4);
-  uint64_t sum = (w0 & 0xffffffff) + (w0 >> 32) + (w1 & 0xffffffff) + (w1 >> 32) + w2;
+  uint64_t sum = ((w0 & 0xffffffff) + (w0 >> 32)) + ((w1 & 0xffffffff) + (w1 >> 32)) + w2;
   for (uint32_t i = 20; i < header_len; i += 4) {
     uint32_t word;
     std::memcpy(&word, ip + i, 4);
     sum += word;
   }
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  sum = (sum & 0xffffffff) + (sum >> 32);
-  uint32_t folded = static_cast<uint32_t>(sum);
-  folded = (folded & 0xffff) + (folded >> 16);
-  folded = (folded & 0xffff) + (folded >> 16);
-  return folded == 0xffff;
+  // The folded sum is all ones exactly when sum is a nonzero multiple of
+  // 0xffff (2^16 = 1 modulo 0xffff). One fold of its three 16-bit parts
+  // keeps it modulo 0xffff and leaves at most 2 * 0xffff + 15: one short
+  // step where the end-around carries were four dependent ones.
+  uint64_t parts = (sum & 0xffff) + ((sum >> 16) & 0xffff) + (sum >> 32);
+  return parts == 0xffff || parts == 2 * 0xffff;
 }
 
 // The shape nearly every frame a load balancer forwards has: untagged
