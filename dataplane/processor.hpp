@@ -186,6 +186,10 @@ struct BurstPacket {
 };
 void process_burst(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, BurstPacket* packets,
                    uint16_t count, uint16_t in_port, uint64_t now);
+// The same for a worker whose flow table fits its core's caches: no line of
+// the table is requested ahead (the same verdicts, fewer instructions).
+void process_burst_cache_resident(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors,
+                                  BurstPacket* packets, uint16_t count, uint16_t in_port, uint64_t now);
 
 // A packet between the stages of a burst: classified, then looked up in the
 // flow table, then completed, so the table's cache lines for the whole burst
@@ -264,7 +268,7 @@ class BurstPipeline {
     Burst& b = next();
     drain(worker, snapshot, neighbors, now, on_done);
     if (b.n > kMaxBurst) b.n = kMaxBurst;
-    process_burst(worker, snapshot, neighbors, b.pkts, b.n, b.in_port, now);
+    process_burst_cache_resident(worker, snapshot, neighbors, b.pkts, b.n, b.in_port, now);
     on_done(b);
   }
   template <typename OnDone>
