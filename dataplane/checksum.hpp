@@ -59,8 +59,11 @@ inline uint16_t checksum_fold(uint32_t sum) {
   return static_cast<uint16_t>(sum);
 }
 // HC' = ~(~HC + difference).
+// Both terms are at most 0xffff, so their sum is at most 0x1fffe and one
+// end-around carry folds it (the general fold takes two).
 inline uint16_t checksum_apply(uint16_t checksum_be, uint16_t difference) {
-  return static_cast<uint16_t>(~checksum_fold(uint32_t(static_cast<uint16_t>(~checksum_be)) + difference));
+  uint32_t sum = uint32_t(static_cast<uint16_t>(~checksum_be)) + difference;
+  return static_cast<uint16_t>(~(sum + (sum >> 16)));
 }
 
 // The difference of decrementing an IPv4 TTL, whatever its value above 0:

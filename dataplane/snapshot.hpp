@@ -109,7 +109,9 @@ struct Snapshot {
   // Backends (by stable id) that some service of this snapshot still uses.
   // A connection whose backend left: UDP moves at once, TCP keeps going
   // unless reset_on_backend_removed.
-  std::vector<uint64_t> live_backends;
+  // One bit per stable id, for every id there can be: no bounds to check
+  // per packet beyond one compare with a constant (32 KiB a snapshot).
+  std::unique_ptr<uint64_t[]> live_backends{new uint64_t[kMaxBackends / 64]()};
   bool reset_on_backend_removed = false;
   uint64_t tsc_hz = 0;
 
@@ -137,12 +139,10 @@ struct Snapshot {
     return false;
   }
   bool backend_is_live(uint32_t stable_id) const {
-    size_t word = stable_id / 64;
-    return word < live_backends.size() && (live_backends[word] >> (stable_id % 64) & 1);
+    return stable_id < kMaxBackends && (live_backends[stable_id / 64] >> (stable_id % 64) & 1);
   }
   void mark_backend_live(uint32_t stable_id) {
-    if (live_backends.size() <= stable_id / 64) live_backends.resize(stable_id / 64 + 1, 0);
-    live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
+    if (stable_id < kMaxBackends) live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
   }
   uint8_t roles_of(uint32_t a) const {
     size_t at = address_index(a);

@@ -52,6 +52,24 @@ bool same_ones_complement(uint16_t a, uint16_t b) {
 
 // --- Known vectors ---------------------------------------------------------
 
+// checksum_apply folds once; the general fold (twice) must agree for every
+// checksum and difference a flow entry can hold.
+TEST(Checksum, ApplyFoldsOnceLikeTheGeneralFold) {
+  auto reference = [](uint16_t checksum, uint16_t difference) {
+    return static_cast<uint16_t>(~checksum_fold(uint32_t(static_cast<uint16_t>(~checksum)) + difference));
+  };
+  for (uint32_t checksum = 0; checksum <= 0xffff; checksum += 7)
+    for (uint32_t difference : {0u, 1u, 0x7fffu, 0x8000u, 0xfffeu, 0xffffu, checksum, 0xffffu - checksum})
+      ASSERT_EQ(checksum_apply(static_cast<uint16_t>(checksum), static_cast<uint16_t>(difference)),
+                reference(static_cast<uint16_t>(checksum), static_cast<uint16_t>(difference)))
+          << checksum << " + " << difference;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 1'000'000; ++i) {
+    uint16_t checksum = static_cast<uint16_t>(rng()), difference = static_cast<uint16_t>(rng());
+    ASSERT_EQ(checksum_apply(checksum, difference), reference(checksum, difference));
+  }
+}
+
 TEST(Checksum, Rfc1071Example) {
   // RFC 1071 §3: bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2 (with carry 2 folded).
   const uint8_t bytes[] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
