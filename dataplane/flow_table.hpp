@@ -217,6 +217,7 @@ class FlowTable {
   void remove_connection(uint32_t index);
 
   FlowEntry& entry(uint32_t index) { return entries_[index]; }
+  FlowEntry* entry_array() { return entries_.data(); }
   const FlowEntry& entry(uint32_t index) const { return entries_[index]; }
 
   // The original entry of a connection, given either of its entries.

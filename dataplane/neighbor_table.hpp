@@ -36,6 +36,11 @@ class NeighborTable {
       if (key == 0 || probes++ == mask) return false;
     }
   }
+  // lookup_word over a copy of the table's fields, for loops that also
+  // store through byte pointers (which may alias the table object and would
+  // make every probe reload them).
+  class Reader;
+  Reader reader() const;
   bool lookup(uint32_t ip_be, MacAddr& mac) const {
     uint64_t word;
     if (!lookup_word(ip_be, word)) return false;
@@ -79,6 +84,28 @@ class NeighborTable {
   uint32_t mask_;
   uint32_t used_ = 0;
   std::unique_ptr<Slot[]> slots_;
+  friend class Reader;
 };
+
+class NeighborTable::Reader {
+ public:
+  explicit Reader(const NeighborTable& t) : slots_(t.slots_.get()), mask_(t.mask_) {}
+  bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
+    uint32_t i = static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & mask_;
+    for (uint32_t probes = 0;; i = (i + 1) & mask_) {
+      uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
+      if (key == ip_be) {
+        mac_word = slots_[i].mac_word.load(std::memory_order_relaxed);
+        return (mac_word & kValid) != 0;
+      }
+      if (key == 0 || probes++ == mask_) return false;
+    }
+  }
+
+ private:
+  const Slot* slots_;
+  uint32_t mask_;
+};
+inline NeighborTable::Reader NeighborTable::reader() const { return Reader(*this); }
 
 }  // namespace nplb

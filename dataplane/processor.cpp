@@ -797,29 +797,53 @@ __attribute__((noinline)) Outcome complete_fast_general(WorkerState& w, const Sn
   return complete(w, s, neighbors, pkt.frame, pkt.len, pkt.capacity, in_port, work, now);
 }
 
+// What forwarding a steady connection's packet reads, loaded once a burst:
+// the packet's bytes are stored through char pointers, which may alias
+// anything, so the compiler would otherwise reload every one of these
+// pointers for each packet.
+struct SteadyPath {
+  explicit SteadyPath(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors)
+      : entries(w.flows.entry_array()),
+        service_packets(w.service_packets.get()),
+        backend_packets(w.backend_packets.get()),
+        live_backends(s.live_backends.get()),
+        ports(s.ports.data()),
+        neighbors(neighbors.reader()) {}
+  FlowEntry* entries;
+  uint64_t* service_packets;
+  uint64_t* backend_packets;
+  const uint64_t* live_backends;
+  const PortView* ports;
+  NeighborTable::Reader neighbors;
+  bool backend_is_live(uint32_t stable_id) const {
+    return stable_id < kMaxBackends && (live_backends[stable_id / 64] >> (stable_id % 64) & 1);
+  }
+};
+
 // A fast-lane packet of a steady connection (TCP established with no
 // SYN, FIN or RST; UDP), whose next hop is resolved and backend live, in a
 // table whose every connection passed the address checks (`trusted`):
 // the verdict complete() would give, without the checks. Else the general way.
 NPLB_HOT Outcome complete_fast(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket& pkt,
-                               PacketWork& work, uint16_t in_port, uint64_t now, bool trusted) {
+                               PacketWork& work, uint16_t in_port, uint64_t now, bool trusted,
+                               const SteadyPath& path) {
   if (trusted && work.index != FlowTable::kNoEntry) {
-    FlowEntry& e = w.flows.entry(work.index);
+    FlowEntry& e = path.entries[work.index];
     FlowState state = e.state.load(std::memory_order_relaxed);
     bool tcp = work.key.protocol == static_cast<uint8_t>(L4Protocol::tcp);
     bool steady = tcp ? state == FlowState::established && !(work.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst))
                       : state != FlowState::free;
     uint64_t next_hop_mac;
-    if (steady && e.key == work.key && s.backend_is_live(e.backend_id) &&
-        neighbors.lookup_word(e.next_hop_be, next_hop_mac)) {
+    if (steady && e.key == work.key && path.backend_is_live(e.backend_id) &&
+        path.neighbors.lookup_word(e.next_hop_be, next_hop_mac)) {
       e.last_seen.store(now, std::memory_order_relaxed);
       uint8_t* bytes = pkt.frame;
       store32(bytes, static_cast<uint32_t>(next_hop_mac));
       store16(bytes + 4, static_cast<uint16_t>(next_hop_mac >> 32));
-      std::memcpy(bytes + 6, s.ports[e.tx_port].mac.bytes.data(), 6);
+      std::memcpy(bytes + 6, path.ports[e.tx_port].mac.bytes.data(), 6);
       translate_at(bytes + kEthernetHeaderLen, bytes + kEthernetHeaderLen + kIpv4MinHeaderLen, !tcp, e);
-      ++w.service_packets[e.service_id];
-      ++w.backend_packets[e.backend_id];
+      ++path.service_packets[e.service_id];
+      ++path.backend_packets[e.backend_id];
       ++w.counters.forwarded;
       pkt.len = work.frame_len;
       return Outcome{Action::forward, e.tx_port};
@@ -888,8 +912,9 @@ void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neig
   // matched by no other packet of the burst (its reply entry goes in at the
   // end; its original's key passed them on this very port).
   bool trusted = w.trusted_address_epoch == s.address_epoch;
+  const SteadyPath path(w, s, neighbors);
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = work[i].fast ? complete_fast(w, s, neighbors, pkts[i], work[i], in_port, now, trusted)
+    pkts[i].outcome = work[i].fast ? complete_fast(w, s, neighbors, pkts[i], work[i], in_port, now, trusted, path)
                       : work[i].needs_flow ? complete_general(w, s, neighbors, pkts[i], work[i], in_port, now)
                                            : work[i].outcome;
   if (w.pending_reply_count) w.insert_pending_replies(now);
