@@ -719,7 +719,7 @@ void WorkerState::revalidate_addresses(const Snapshot& s, uint64_t now) {
   }
   if (walk.cursor < flows.entry_count()) return;
   if (walk.failed)
-    walk.not_before = now + s.tsc_hz;  // a connection still fails: look again in a second
+    walk.not_before = now + kAddressWalkPauseSeconds * s.tsc_hz;  // a connection still fails
   else
     trusted_address_epoch = s.address_epoch;
   walk.cursor = 1;

@@ -140,9 +140,13 @@ struct alignas(64) WorkerState {
     uint64_t epoch = 0;       // what the walk in progress checks against
     uint32_t cursor = 1;      // next entry (entry 0 is never used)
     bool failed = false;      // an entry failed, or a failing connection was opened meanwhile
-    uint64_t not_before = 0;  // TSC: after a failed pass, the next waits a second
+    uint64_t not_before = 0;  // TSC: after a failed pass, the next waits kAddressWalkPause
   } address_walk;
-  static constexpr uint32_t kAddressWalkStep = 128;  // entries per call
+  // A pass reads every entry: about one line per packet while it runs, and
+  // a connection that keeps failing (to a VIP removed while it was open)
+  // fails every pass until it expires, so failed passes are ten seconds apart.
+  static constexpr uint32_t kAddressWalkStep = 32;  // entries per call
+  static constexpr uint32_t kAddressWalkPauseSeconds = 10;
   // Looks at up to kAddressWalkStep entries; trusts the snapshot's epoch
   // after a pass in which every connection passed. Nothing to do while trusted.
   void revalidate_addresses(const Snapshot& snapshot, uint64_t now);
