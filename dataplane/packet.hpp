@@ -125,8 +125,10 @@ inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions o
   const uint8_t* l4 = frame + kL4;
   uint8_t tcp_flags = 0;
   if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
+    // Bytes 12-13 of the header only once the datagram holds 20 of it.
+    if (l4_len < kTcpMinHeaderLen) return false;
     uint32_t data_offset = (l4[12] >> 4) * 4u;
-    if (l4_len < kTcpMinHeaderLen || data_offset < kTcpMinHeaderLen || data_offset > l4_len) return false;
+    if (data_offset < kTcpMinHeaderLen || data_offset > l4_len) return false;
     tcp_flags = l4[13];
   } else if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
     uint32_t udp_len = load_be16(l4 + 4);

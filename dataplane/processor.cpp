@@ -758,11 +758,11 @@ NPLB_HOT bool classify_fast(const uint8_t* bytes, uint32_t len, ParseOptions opt
   const uint8_t* l4 = bytes + kL4;
   uint8_t flags = 0;
   if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
+    // Bytes 12-13 of the header only once the datagram holds 20 of it.
+    if (l4_len < kTcpMinHeaderLen) return false;
     uint32_t data_offset = (l4[12] >> 4) * 4u;
     flags = l4[13];
-    if (l4_len < kTcpMinHeaderLen || data_offset < kTcpMinHeaderLen || data_offset > l4_len ||
-        is_illegal_tcp_flags(flags))
-      return false;
+    if (data_offset < kTcpMinHeaderLen || data_offset > l4_len || is_illegal_tcp_flags(flags)) return false;
   } else if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
     uint32_t udp_len = load_be16(l4 + 4);
     if (udp_len < kUdpHeaderLen || udp_len > l4_len) return false;
