@@ -99,6 +99,26 @@ inline bool ipv4_header_checksum_ok(const uint8_t* ip, uint32_t header_len) {
   return parts == 0xffff || parts == 2 * 0xffff;
 }
 
+// A TCP or UDP header whole and consistent within the `l4_len` bytes of
+// transport the datagram holds (TCP: 20 bytes at least, a data offset
+// inside; UDP: a length inside); TCP's flags into tcp_flags. Any other
+// protocol: false. The common-shape parse and the worker's fast lane share it.
+inline bool common_transport_ok(uint8_t protocol, const uint8_t* l4, uint32_t l4_len, uint8_t& tcp_flags) {
+  if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
+    // Bytes 12-13 of the header only once the datagram holds 20 of it.
+    if (l4_len < kTcpMinHeaderLen) return false;
+    uint32_t data_offset = (l4[12] >> 4) * 4u;
+    if (data_offset < kTcpMinHeaderLen || data_offset > l4_len) return false;
+    tcp_flags = l4[13];
+    return true;
+  }
+  if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
+    uint32_t udp_len = load_be16(l4 + 4);
+    return udp_len >= kUdpHeaderLen && udp_len <= l4_len;
+  }
+  return false;
+}
+
 // The shape nearly every frame a load balancer forwards has: untagged
 // IPv4 without options, not a fragment, TCP or UDP with a sound header (and
 // a good IPv4 header checksum, unless the NIC checked it). Fills `out`
@@ -124,18 +144,7 @@ inline bool parse_common_ipv4(const uint8_t* frame, uint32_t len, ParseOptions o
   uint32_t l4_len = total_len - kIpv4MinHeaderLen;
   const uint8_t* l4 = frame + kL4;
   uint8_t tcp_flags = 0;
-  if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
-    // Bytes 12-13 of the header only once the datagram holds 20 of it.
-    if (l4_len < kTcpMinHeaderLen) return false;
-    uint32_t data_offset = (l4[12] >> 4) * 4u;
-    if (data_offset < kTcpMinHeaderLen || data_offset > l4_len) return false;
-    tcp_flags = l4[13];
-  } else if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
-    uint32_t udp_len = load_be16(l4 + 4);
-    if (udp_len < kUdpHeaderLen || udp_len > l4_len) return false;
-  } else {
-    return false;
-  }
+  if (!common_transport_ok(protocol, l4, l4_len, tcp_flags)) return false;
   uint32_t ports;
   std::memcpy(&ports, l4, 4);
   out = ParsedFrame{};

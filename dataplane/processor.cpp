@@ -757,18 +757,8 @@ NPLB_HOT bool classify_fast(const uint8_t* bytes, uint32_t len, ParseOptions opt
   uint32_t l4_len = total_len - kIpv4MinHeaderLen;
   const uint8_t* l4 = bytes + kL4;
   uint8_t flags = 0;
-  if (protocol == static_cast<uint8_t>(L4Protocol::tcp)) {
-    // Bytes 12-13 of the header only once the datagram holds 20 of it.
-    if (l4_len < kTcpMinHeaderLen) return false;
-    uint32_t data_offset = (l4[12] >> 4) * 4u;
-    flags = l4[13];
-    if (data_offset < kTcpMinHeaderLen || data_offset > l4_len || is_illegal_tcp_flags(flags)) return false;
-  } else if (protocol == static_cast<uint8_t>(L4Protocol::udp)) {
-    uint32_t udp_len = load_be16(l4 + 4);
-    if (udp_len < kUdpHeaderLen || udp_len > l4_len) return false;
-  } else {
-    return false;
-  }
+  if (!common_transport_ok(protocol, l4, l4_len, flags)) return false;
+  if (protocol == static_cast<uint8_t>(L4Protocol::tcp) && is_illegal_tcp_flags(flags)) return false;
   // The key's two words (flow_hash_words) straight from the packet.
   uint64_t addresses, ports_protocol = uint64_t(load32(l4)) | uint64_t(protocol) << 32;
   std::memcpy(&addresses, bytes + kL3 + kIpSrc, 8);
