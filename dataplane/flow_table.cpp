@@ -63,6 +63,7 @@ void FlowTable::unplace(uint32_t index) {
 // Copies an entry to a free slot's entry and frees the old one; the partner
 // follows. Readers on other threads see each entry whole or skip it.
 void FlowTable::move_entry(uint32_t from, uint32_t to) {
+  ++moves_;
   FlowEntry& e = entries_[from];
   FlowState state = e.state.load(std::memory_order_relaxed);
   uint64_t last_seen = e.last_seen.load(std::memory_order_relaxed);

@@ -218,6 +218,9 @@ class FlowTable {
 
   FlowEntry& entry(uint32_t index) { return entries_[index]; }
   FlowEntry* entry_array() { return entries_.data(); }
+  // Entries moved by cuckoo steps so far: a walk over the table that saw
+  // one may have missed the entry moved behind it.
+  uint64_t moves() const { return moves_; }
   const FlowEntry& entry(uint32_t index) const { return entries_[index]; }
 
   // The original entry of a connection, given either of its entries.
@@ -326,6 +329,7 @@ class FlowTable {
   uint32_t place(uint64_t hash);
   void unplace(uint32_t index);
   void move_entry(uint32_t from, uint32_t to);
+  uint64_t moves_ = 0;
   void write_entry(uint32_t index, const FlowEntry& from, FlowState state, uint64_t now, FlowDirection direction,
                    uint32_t partner);
   void free_entry(uint32_t index);

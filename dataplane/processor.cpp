@@ -709,8 +709,9 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
 void WorkerState::revalidate_addresses(const Snapshot& s, uint64_t now) {
   if (trusted_address_epoch == s.address_epoch) return;
   AddressWalk& walk = address_walk;
-  if (walk.epoch != s.address_epoch) walk = AddressWalk{s.address_epoch, 1, false, 0};
+  if (walk.epoch != s.address_epoch) walk = AddressWalk{s.address_epoch, 1, false, 0, flows.moves()};
   if (now < walk.not_before) return;
+  if (walk.cursor == 1) walk.moves_at_start = flows.moves();
   uint32_t end = std::min(flows.entry_count(), walk.cursor + kAddressWalkStep);
   for (; walk.cursor < end; ++walk.cursor) {
     const FlowEntry& e = flows.entry(walk.cursor);
@@ -720,7 +721,7 @@ void WorkerState::revalidate_addresses(const Snapshot& s, uint64_t now) {
   if (walk.cursor < flows.entry_count()) return;
   if (walk.failed)
     walk.not_before = now + kAddressWalkPauseSeconds * s.tsc_hz;  // a connection still fails
-  else
+  else if (flows.moves() == walk.moves_at_start)  // else an entry may have moved behind the cursor: again
     trusted_address_epoch = s.address_epoch;
   walk.cursor = 1;
   walk.failed = false;
@@ -766,7 +767,7 @@ NPLB_HOT bool classify_fast(const uint8_t* bytes, uint32_t len, ParseOptions opt
   std::memcpy(reinterpret_cast<uint8_t*>(&work.key) + 8, &ports_protocol, 8);
   work.hash = flow_hash_words(addresses, ports_protocol);
   work.tcp_flags = flags;
-  work.frame_len = static_cast<uint16_t>(kL3 + total_len);
+  work.frame_len = kL3 + total_len;
   work.fast = true;
   work.needs_flow = true;
   return true;
@@ -896,8 +897,12 @@ void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neig
                     PacketWork* work, uint16_t n, uint16_t in_port, uint64_t now) {
   w.flows_changed_in_burst = false;
   // An empty table holds no connection that could fail the checks.
-  if (w.trusted_address_epoch != s.address_epoch && w.flows.connections() == 0)
+  if (w.trusted_address_epoch != s.address_epoch && w.flows.connections() == 0) {
     w.trusted_address_epoch = s.address_epoch;
+    // A walk under way for other addresses has missed what opens from now
+    // on: it starts over if those addresses come back.
+    w.address_walk = WorkerState::AddressWalk{};
+  }
   // Read once a burst: a connection opened in it that fails the checks is
   // matched by no other packet of the burst (its reply entry goes in at the
   // end; its original's key passed them on this very port).

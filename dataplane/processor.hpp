@@ -141,6 +141,7 @@ struct alignas(64) WorkerState {
     uint32_t cursor = 1;      // next entry (entry 0 is never used)
     bool failed = false;      // an entry failed, or a failing connection was opened meanwhile
     uint64_t not_before = 0;  // TSC: after a failed pass, the next waits kAddressWalkPause
+    uint64_t moves_at_start = 0;  // FlowTable::moves() when the pass began
   } address_walk;
   // A pass reads every entry: about one line per packet while it runs, and
   // a connection that keeps failing (to a VIP removed while it was open)
@@ -210,7 +211,7 @@ struct PacketWork {
   // without Ethernet padding.
   bool fast = false;
   uint8_t tcp_flags = 0;
-  uint16_t frame_len = 0;
+  uint32_t frame_len = 0;
   Outcome outcome;
 };
 
