@@ -22,20 +22,7 @@ class NeighborTable {
 
   // Fast path: the MAC for `ip_be` as a word, byte b at bits 8b (so a
   // little-endian 4-byte and 2-byte store write it out); false if unknown.
-  bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
-    // Locals: the slots' atomics would otherwise make the compiler reload
-    // the table's fields on every probe.
-    const Slot* slots = slots_.get();
-    uint32_t mask = mask_;
-    for (uint32_t i = slot_of(ip_be), probes = 0;; i = (i + 1) & mask) {
-      uint32_t key = slots[i].ip_be.load(std::memory_order_acquire);
-      if (key == ip_be) {
-        mac_word = slots[i].mac_word.load(std::memory_order_relaxed);
-        return (mac_word & kValid) != 0;
-      }
-      if (key == 0 || probes++ == mask) return false;
-    }
-  }
+  bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const;
   // lookup_word over a copy of the table's fields, for loops that also
   // store through byte pointers (which may alias the table object and would
   // make every probe reload them).
@@ -76,8 +63,9 @@ class NeighborTable {
   };
   // The high half of a 64-bit product: every octet of the address counts
   // (nodes differing in the last octet must not share a probe chain).
-  uint32_t slot_of(uint32_t ip_be) const {
-    return static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & mask_;
+  uint32_t slot_of(uint32_t ip_be) const { return slot_of(ip_be, mask_); }
+  static uint32_t slot_of(uint32_t ip_be, uint32_t mask) {
+    return static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & mask;
   }
   int find(uint32_t ip_be) const;
 
@@ -90,9 +78,10 @@ class NeighborTable {
 class NeighborTable::Reader {
  public:
   explicit Reader(const NeighborTable& t) : slots_(t.slots_.get()), mask_(t.mask_) {}
+  // Locals: the slots' atomics would otherwise make the compiler reload
+  // the table's fields on every probe.
   bool lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
-    uint32_t i = static_cast<uint32_t>((uint64_t(ip_be) * 0x9e3779b97f4a7c15ull) >> 32) & mask_;
-    for (uint32_t probes = 0;; i = (i + 1) & mask_) {
+    for (uint32_t i = slot_of(ip_be, mask_), probes = 0;; i = (i + 1) & mask_) {
       uint32_t key = slots_[i].ip_be.load(std::memory_order_acquire);
       if (key == ip_be) {
         mac_word = slots_[i].mac_word.load(std::memory_order_relaxed);
@@ -107,5 +96,8 @@ class NeighborTable::Reader {
   uint32_t mask_;
 };
 inline NeighborTable::Reader NeighborTable::reader() const { return Reader(*this); }
+inline bool NeighborTable::lookup_word(uint32_t ip_be, uint64_t& mac_word) const {
+  return reader().lookup_word(ip_be, mac_word);
+}
 
 }  // namespace nplb

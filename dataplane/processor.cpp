@@ -807,7 +807,7 @@ struct SteadyPath {
   const PortView* ports;
   NeighborTable::Reader neighbors;
   bool backend_is_live(uint32_t stable_id) const {
-    return stable_id < kMaxBackends && (live_backends[stable_id / 64] >> (stable_id % 64) & 1);
+    return Snapshot::backend_bit(live_backends, stable_id);
   }
 };
 

@@ -139,7 +139,10 @@ struct Snapshot {
     return false;
   }
   bool backend_is_live(uint32_t stable_id) const {
-    return stable_id < kMaxBackends && (live_backends[stable_id / 64] >> (stable_id % 64) & 1);
+    return backend_bit(live_backends.get(), stable_id);
+  }
+  static bool backend_bit(const uint64_t* words, uint32_t stable_id) {
+    return stable_id < kMaxBackends && (words[stable_id / 64] >> (stable_id % 64) & 1);
   }
   void mark_backend_live(uint32_t stable_id) {
     if (stable_id < kMaxBackends) live_backends[stable_id / 64] |= 1ull << (stable_id % 64);
