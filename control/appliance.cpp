@@ -892,8 +892,12 @@ void Appliance::handle_health_changes() {
 
 void Appliance::publish(BuiltSnapshot built) {
   published_.store(built.snapshot.get(), std::memory_order_release);
-  // Every worker passes a quiescent state once per loop: after this no
-  // worker holds the previous snapshot, and it can go.
+  // Every worker passes a quiescent state once per loop. After the first
+  // grace period no worker loads the previous snapshot any more, but bursts
+  // classified under it may still be in flight in a worker's pipeline; the
+  // worker completes them before its next report (run_worker). After the
+  // second, nothing holds the previous snapshot, and it can go.
+  rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
   rte_rcu_qsbr_synchronize(rcu_, RTE_QSBR_THRID_INVALID);
   current_ = std::move(built);
   maglev_cache_.prune();

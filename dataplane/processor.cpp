@@ -427,6 +427,10 @@ NPLB_COLD Outcome open_connection(WorkerState& w, const Snapshot& s, const Neigh
     // was trusted for: that trust ends (a walk earns it back).
     w.trusted_address_epoch = 0;
   }
+  // A walk vouches for the entries it reads and for connections opened
+  // meanwhile under its own addresses (checked just above). One opened
+  // under other addresses may sit behind its cursor unread: it starts over.
+  if (w.address_walk.epoch != s.address_epoch) w.address_walk.epoch = 0;
   WorkerState::PendingReply& pending = w.pending_replies[w.pending_reply_count++];
   pending.original = index;
   pending.original_key = key;
@@ -897,12 +901,8 @@ void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neig
                     PacketWork* work, uint16_t n, uint16_t in_port, uint64_t now) {
   w.flows_changed_in_burst = false;
   // An empty table holds no connection that could fail the checks.
-  if (w.trusted_address_epoch != s.address_epoch && w.flows.connections() == 0) {
+  if (w.trusted_address_epoch != s.address_epoch && w.flows.connections() == 0)
     w.trusted_address_epoch = s.address_epoch;
-    // A walk under way for other addresses has missed what opens from now
-    // on: it starts over if those addresses come back.
-    w.address_walk = WorkerState::AddressWalk{};
-  }
   // Read once a burst: a connection opened in it that fails the checks is
   // matched by no other packet of the burst (its reply entry goes in at the
   // end; its original's key passed them on this very port).
@@ -952,7 +952,7 @@ BurstPipeline::Burst* BurstPipeline::step(WorkerState& w, const Snapshot& s, con
   Burst* done = nullptr;
   if (looked_up_ >= 0) {
     Burst& b = bursts_[looked_up_];
-    stage_complete(w, s, neighbors, b.pkts, b.work, b.n, b.in_port, now);
+    stage_complete(w, *b.snapshot, neighbors, b.pkts, b.work, b.n, b.in_port, now);
     done = &b;
     looked_up_ = -1;
   }
@@ -965,6 +965,7 @@ BurstPipeline::Burst* BurstPipeline::step(WorkerState& w, const Snapshot& s, con
   if (filled) {
     Burst& b = bursts_[filled_index];
     if (b.n > kMaxBurst) b.n = kMaxBurst;
+    b.snapshot = &s;
     stage_classify(w, s, b.pkts, b.work, b.n, b.in_port);
     classified_ = filled_index;
   }

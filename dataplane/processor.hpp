@@ -235,6 +235,12 @@ struct PacketWork {
 // packets a second; in-process at 1Ki connections 62.9 -> 60.2 cycles a
 // packet). Beyond the cache the wait is what pays: at 1Mi, 77 cycles a
 // packet against 93 for the same bursts one at a time (docs/benchmarks.md).
+//
+// A burst is judged wholly by the snapshot it was classified under, as if
+// it had gone through at once before a reload: a burst keeps a pointer to
+// it, so the caller must keep that snapshot alive until the burst is out
+// (the worker drains the pipeline when it sees a new one, and the control
+// thread frees a snapshot only after two grace periods: run_worker).
 class BurstPipeline {
  public:
   static constexpr int kDepth = 3;
@@ -250,16 +256,23 @@ class BurstPipeline {
     void* user[kMaxBurst];  // the caller's handle of each packet (an mbuf)
     uint16_t n = 0;
     uint16_t in_port = 0;
+    const Snapshot* snapshot = nullptr;  // classified under it; completed under it
     PacketWork work[kMaxBurst];
   };
 
   // Where the next burst goes: fill pkts, user, n and in_port, then step(filled = true).
   Burst& next() { return bursts_[free_index()]; }
-  // Advances every burst in flight one stage, taking in next() if `filled`.
+  // Advances every burst in flight one stage, taking in next() if `filled`
+  // (classified under `snapshot`; the others finish under their own).
   // Returns the burst completed now (valid until the next call), or nullptr.
   Burst* step(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, bool filled,
               uint64_t now);
   bool empty() const { return classified_ < 0 && looked_up_ < 0; }
+  // Whether a burst in flight was classified under another snapshot.
+  bool holds_other_than(const Snapshot& snapshot) const {
+    return (classified_ >= 0 && bursts_[classified_].snapshot != &snapshot) ||
+           (looked_up_ >= 0 && bursts_[looked_up_].snapshot != &snapshot);
+  }
   // Takes in next(): through the pipeline (step), or, while the worker's
   // table is cache-resident, through all stages at once. Calls on_done(Burst&)
   // for every burst completed, in the order they went in.
@@ -271,22 +284,26 @@ class BurstPipeline {
       return;
     }
     Burst& b = next();
-    drain(worker, snapshot, neighbors, now, on_done);
+    drain(worker, neighbors, now, on_done);
     if (b.n > kMaxBurst) b.n = kMaxBurst;
+    b.snapshot = &snapshot;
     process_burst_cache_resident(worker, snapshot, neighbors, b.pkts, b.n, b.in_port, now);
     on_done(b);
   }
+  // Completes every burst in flight, each under its own snapshot.
   template <typename OnDone>
-  void drain(WorkerState& worker, const Snapshot& snapshot, const NeighborTable& neighbors, uint64_t now,
-             OnDone&& on_done) {
+  void drain(WorkerState& worker, const NeighborTable& neighbors, uint64_t now, OnDone&& on_done) {
     while (!empty())
-      if (Burst* done = step(worker, snapshot, neighbors, false, now)) on_done(*done);
+      if (Burst* done = step(worker, *in_flight_snapshot(), neighbors, false, now)) on_done(*done);
   }
   // Which of the kDepth bursts `b` is (callers keep per-burst buffers).
   int index_of(const Burst& b) const { return static_cast<int>(&b - bursts_); }
 
  private:
   int free_index() const;
+  const Snapshot* in_flight_snapshot() const {
+    return bursts_[looked_up_ >= 0 ? looked_up_ : classified_].snapshot;
+  }
   uint32_t pipeline_above_;
   Burst bursts_[kDepth];
   int classified_ = -1;  // classified, buckets requested

@@ -138,11 +138,18 @@ int run_worker(void* arg) {
   // small enough to stay in cache skips the wait (BurstPipeline::push).
   auto pipeline = std::make_unique<BurstPipeline>();
   auto finish = [&](const BurstPipeline::Burst& done) { finish_burst(rt, tx, done); };
-  auto drain = [&](const Snapshot& snapshot, uint64_t now) { pipeline->drain(w, snapshot, *rt.neighbors, now, finish); };
+  auto drain = [&](uint64_t now) { pipeline->drain(w, *rt.neighbors, now, finish); };
   rte_mbuf* rx[kBurstSize];
   while (!rt.stop->load(std::memory_order_relaxed)) {
     const Snapshot* snapshot = rt.published->load(std::memory_order_acquire);
     uint64_t now = rte_rdtsc();
+    // A burst finishes under the snapshot it was classified by, which may
+    // be the one just replaced: it stays alive until this worker's second
+    // quiescent report after the swap (Appliance::publish waits for two
+    // grace periods), and this is before that report. Any later load
+    // sees the new snapshot, so nothing classified under the old one is
+    // left by then.
+    if (pipeline->holds_other_than(*snapshot)) drain(now);
     bool busy = false;
     for (uint16_t p = 0; p < rt.port_count; ++p) {
       uint16_t n = rte_eth_rx_burst(rt.port_ids[p], rt.queue, rx, kBurstSize);
@@ -154,14 +161,13 @@ int run_worker(void* arg) {
       if (b.n == 0) continue;
       pipeline->push(w, *snapshot, *rt.neighbors, now, finish);
     }
-    if (!busy) drain(*snapshot, now);
+    if (!busy) drain(now);
     if (rt.inject) send_injected(rt, tx);
     tx.flush_all(rt);
     w.expire(now);
     w.revalidate_addresses(*snapshot, now);
     w.watch_flood(now, snapshot->tsc_hz);
-    // The snapshot pointer is not held past this point (the pipeline's
-    // bursts carry packets and verdicts, never pointers into a snapshot).
+    // Past this point only bursts in flight hold the snapshot (above).
     rte_rcu_qsbr_quiescent(rt.rcu, w.id);
 
     if (busy) {
@@ -176,7 +182,7 @@ int run_worker(void* arg) {
     }
   }
   // Stopping: what is in flight still gets its verdict.
-  drain(*rt.published->load(std::memory_order_acquire), rte_rdtsc());
+  drain(rte_rdtsc());
   if (rt.inject) send_injected(rt, tx);
   tx.flush_all(rt);
   rte_rcu_qsbr_thread_offline(rt.rcu, w.id);

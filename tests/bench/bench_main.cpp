@@ -266,8 +266,8 @@ struct PipelinedBursts {
     b.in_port = 0;
     pipeline.push(w, s, neighbors, now, [](const BurstPipeline::Burst&) {});
   }
-  void drain(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, uint64_t now) {
-    pipeline.drain(w, s, neighbors, now, [](const BurstPipeline::Burst&) {});
+  void drain(WorkerState& w, const NeighborTable& neighbors, uint64_t now) {
+    pipeline.drain(w, neighbors, now, [](const BurstPipeline::Burst&) {});
   }
 };
 
@@ -496,7 +496,7 @@ void run_established(benchmark::State& state, Population& pop, bool threaded, bo
     }
     if (g_expiry) w.expire(now);
   }
-  pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
+  pipe.drain(w, net.neighbors, __rdtsc());
   uint64_t cycles = __rdtsc() - c0;
   uint64_t cpu_ns = thread_cpu_ns() - cpu0;
   uint64_t packets = state.iterations() * kBurst;
@@ -587,7 +587,7 @@ void bm_new_flows(benchmark::State& state) {
     if (g_expiry) w.expire(now);
     nf.head += kBurst;
     if (++bursts % NewFlows::kRecycleBursts == 0) {
-      pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
+      pipe.drain(w, net.neighbors, __rdtsc());
       cycles += __rdtsc() - c0;
       cpu_ns += thread_cpu_ns() - cpu0;
       state.PauseTiming();
@@ -597,7 +597,7 @@ void bm_new_flows(benchmark::State& state) {
       c0 = __rdtsc();
     }
   }
-  pipe.drain(w, net.snapshot(), net.neighbors, __rdtsc());
+  pipe.drain(w, net.neighbors, __rdtsc());
   cycles += __rdtsc() - c0;
   cpu_ns += thread_cpu_ns() - cpu0;
   uint64_t packets = state.iterations() * kBurst;
