@@ -533,6 +533,8 @@ void Appliance::start_workers() {
     rt->stop = &stop_workers_;
     rt->idle_spin_tsc = dp.idle.spin * tsc_hz_ / 1000;
     rt->idle_sleep_us = dp.idle.sleep_us;
+    static_assert(FlowConfig{}.pipeline_above == BurstPipeline::kCacheResidentConnections);
+    rt->pipeline_above = dp.flows.pipeline_above;
     rt->last_rx_tsc.store(started_tsc_);
     workers_.push_back(std::move(state));
     runtimes_.push_back(std::move(rt));

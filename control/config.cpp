@@ -264,10 +264,13 @@ class SettingsParser {
   }
 
   void parse_flows(const Value& v) {
-    MapReader m(v, {"capacity", "timeouts"}, &errors_);
+    MapReader m(v, {"capacity", "timeouts", "pipeline_above"}, &errors_);
     FlowConfig& flows = config_.dataplane.flows;
     guarded([&] {
       if (auto c = m.get("capacity")) flows.capacity = c->as_integer<uint32_t>(kMinFlowCapacity, kMaxFlowCapacity);
+    });
+    guarded([&] {
+      if (auto p = m.get("pipeline_above")) flows.pipeline_above = p->as_integer<uint32_t>(0, kMaxFlowCapacity);
     });
     guarded([&] {
       auto t = m.get("timeouts");

@@ -60,6 +60,7 @@ std::vector<std::string> restart_only_changes(const ApplianceConfig& a, const Ap
   check(same_ports(da.ports, db.ports), "dataplane.ports");
   check(same_neighbors(da.neighbors, db.neighbors), "dataplane.neighbors");
   check(da.flows.capacity == db.flows.capacity, "dataplane.flows.capacity");
+  check(da.flows.pipeline_above == db.flows.pipeline_above, "dataplane.flows.pipeline_above");
   check(da.flows.timeouts.tcp_established == db.flows.timeouts.tcp_established &&
             da.flows.timeouts.tcp_transitory == db.flows.timeouts.tcp_transitory &&
             da.flows.timeouts.udp == db.flows.timeouts.udp,

@@ -136,7 +136,7 @@ int run_worker(void* arg) {
   // flow-table lines load while the others are worked on); a poll that
   // brings nothing drains it, so at low rates no packet waits. A table
   // small enough to stay in cache skips the wait (BurstPipeline::push).
-  auto pipeline = std::make_unique<BurstPipeline>();
+  auto pipeline = std::make_unique<BurstPipeline>(rt.pipeline_above);
   auto finish = [&](const BurstPipeline::Burst& done) { finish_burst(rt, tx, done); };
   auto drain = [&](uint64_t now) { pipeline->drain(w, *rt.neighbors, now, finish); };
   rte_mbuf* rx[kBurstSize];

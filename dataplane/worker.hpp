@@ -28,6 +28,7 @@ struct alignas(64) WorkerRuntime {
   const std::atomic<bool>* stop = nullptr;
   uint64_t idle_spin_tsc = 0;         // spin this long without packets before sleeping
   uint32_t idle_sleep_us = 100;
+  uint32_t pipeline_above = BurstPipeline::kCacheResidentConnections;  // dataplane.flows.pipeline_above
   // Written by the worker, read by the control thread for --exit-when-idle.
   alignas(64) std::atomic<uint64_t> last_rx_tsc{0};
   std::atomic<bool> running{false};

@@ -439,7 +439,7 @@ TEST_F(ConfigTest, UnknownKeysSuggestTheClosestKnownKey) {
   EXPECT_TRUE(OnlyError(top, at("nplb.yaml:23:1: unknown top-level key 'clustr'; did you mean 'cluster'?")));
   auto far = load(replace(kConfig, "    capacity: 65536", "    zzz: 65536"));
   EXPECT_TRUE(OnlyError(far, at("nplb.yaml:12:5: unknown key 'zzz' in dataplane.flows (expected one of: capacity, "
-                                "timeouts)")));
+                                "timeouts, pipeline_above)")));
 }
 
 TEST_F(ConfigTest, WrongTypesNameTheExpectedType) {
@@ -539,6 +539,17 @@ TEST_F(ConfigTest, WorkersAndFlowCapacityRanges) {
                         at("nplb.yaml:3:12: dataplane.workers: must be between 1 and 128, got 129")));
   EXPECT_TRUE(OnlyError(load(replace(kConfig, "capacity: 65536", "capacity: 1000")),
                         at("nplb.yaml:12:15: dataplane.flows.capacity: must be between 1024 and 67108864, got 1000")));
+  EXPECT_TRUE(OnlyError(load(replace(kConfig, "capacity: 65536", "capacity: 65536\n    pipeline_above: -1")),
+                        at("nplb.yaml:13:21: dataplane.flows.pipeline_above: must not be negative, got -1")));
+  EXPECT_TRUE(OnlyError(load(replace(kConfig, "capacity: 65536", "capacity: 65536\n    pipeline_above: 70000000")),
+                        at("nplb.yaml:13:21: dataplane.flows.pipeline_above: must be between 0 and 67108864, got "
+                           "70000000")));
+  LoadResult pipelined = load(replace(kConfig, "capacity: 65536", "capacity: 65536\n    pipeline_above: 0"));
+  ASSERT_TRUE(pipelined.errors.empty());
+  EXPECT_EQ(pipelined.config->dataplane.flows.pipeline_above, 0u);
+  LoadResult by_default = load(kConfig);
+  ASSERT_TRUE(by_default.errors.empty());
+  EXPECT_EQ(by_default.config->dataplane.flows.pipeline_above, 8192u);
 }
 
 TEST_F(ConfigTest, PortChecks) {

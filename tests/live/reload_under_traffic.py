@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Live reload under traffic: the real nplb reloads 100+ times while flows run.
 
-    reload_under_traffic.py BUILD/nplb [--reloads N] [--keep-logs DIR]
+    reload_under_traffic.py BUILD/nplb [--reloads N] [--pipeline-above N] [--keep-logs DIR]
 
 Two network namespaces of its own joined by a veth pair (no addresses, IPv6 and
 offloads off). nplb runs in one (net_af_packet), and this script, from the other
@@ -32,6 +32,11 @@ Phase 2, on_backend_removed: reset (config file rewritten, inotify reload): new
 TCP connections, n4 removed: the client's next segment on an n4 connection gets
 RST from VIP:nodePort (RFC 9293: seq = the segment's ack), nothing reaches n4,
 drops.backend_removed counts them, the others keep going.
+
+--pipeline-above sets dataplane.flows.pipeline_above: 0 runs every burst
+through the worker's pipeline (bursts in flight across a reload finish under
+the snapshot they were classified by; the worker drains them when it sees a
+new one, and nplb frees the old one two grace periods later).
 
 Prints reload timings (POST -> response, SIGHUP/file -> visible in /v1/services).
 Cleans up on exit, failure and SIGTERM. Needs root (exit 77 otherwise).
@@ -85,6 +90,7 @@ dataplane:
       gateway: {gw}
   flows:
     capacity: 4096
+    pipeline_above: {pipeline_above}
     timeouts: {{tcp_established: 300s, tcp_transitory: 30s, udp: 120s}}
 forwarding:
   mode: nat
@@ -409,6 +415,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("nplb")
     ap.add_argument("--reloads", type=int, default=105)
+    ap.add_argument("--pipeline-above", type=int, default=8192)
     ap.add_argument("--keep-logs")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
@@ -437,7 +444,7 @@ def main():
         def write_config(on_removed):
             write_atomic(conf, CONFIG.format(eal=json.dumps(eal_args()), iface=bed.if_lb, pa0=PORT_ADDRS[0],
                                              pa1=PORT_ADDRS[1], gw=GATEWAY, vip=VIP, snat=SNAT, api=api_path,
-                                             on_removed=on_removed))
+                                             on_removed=on_removed, pipeline_above=args.pipeline_above))
         write_config("keep")
         variant = (True, True, True)   # extra service, other's port b, node n4
         write_atomic(svc_path, services_yaml(variant[0], variant[1]))
