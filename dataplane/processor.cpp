@@ -821,7 +821,7 @@ struct SteadyPath {
 // the verdict complete() would give, without the checks. Else the general way.
 NPLB_HOT Outcome complete_fast(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors, BurstPacket& pkt,
                                PacketWork& work, uint16_t in_port, uint64_t now, bool trusted,
-                               const SteadyPath& path) {
+                               const SteadyPath& path, uint64_t& forwarded) {
   if (trusted && work.index != FlowTable::kNoEntry) {
     FlowEntry& e = path.entries[work.index];
     FlowState state = e.state.load(std::memory_order_relaxed);
@@ -839,7 +839,7 @@ NPLB_HOT Outcome complete_fast(WorkerState& w, const Snapshot& s, const Neighbor
       translate_at(bytes + kEthernetHeaderLen, bytes + kEthernetHeaderLen + kIpv4MinHeaderLen, !tcp, e);
       ++path.service_packets[e.service_id];
       ++path.backend_packets[e.backend_id];
-      ++w.counters.forwarded;
+      ++forwarded;
       pkt.len = work.frame_len;
       return Outcome{Action::forward, e.tx_port};
     }
@@ -908,10 +908,15 @@ void stage_complete(WorkerState& w, const Snapshot& s, const NeighborTable& neig
   // end; its original's key passed them on this very port).
   bool trusted = w.trusted_address_epoch == s.address_epoch;
   const SteadyPath path(w, s, neighbors);
+  // Counted in a register and added once: a counter in memory is reloaded
+  // and stored again around every packet's byte stores.
+  uint64_t forwarded = 0;
   for (uint16_t i = 0; i < n; ++i)
-    pkts[i].outcome = work[i].fast ? complete_fast(w, s, neighbors, pkts[i], work[i], in_port, now, trusted, path)
+    pkts[i].outcome = work[i].fast ? complete_fast(w, s, neighbors, pkts[i], work[i], in_port, now, trusted, path,
+                                                   forwarded)
                       : work[i].needs_flow ? complete_general(w, s, neighbors, pkts[i], work[i], in_port, now)
                                            : work[i].outcome;
+  w.counters.forwarded += forwarded;
   if (w.pending_reply_count) w.insert_pending_replies(now);
 }
 
