@@ -93,15 +93,18 @@ pids=()
 
 stop_all() {  # stops every process this script started, by its id
   local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    # testpmd 22.11's txonly generator may segfault in its memif teardown
-    # after SIGTERM (the window is over by then); bash's job report of it
-    # goes to the braces' stderr, not into the results.
-    { wait "$pid"; } 2>/dev/null || true
-  done
+  # testpmd 22.11's txonly generator may segfault in its memif teardown
+  # after SIGTERM (the window is over by then); bash reports it when it
+  # reaps the job, wherever that happens: into the braces' stderr, not into
+  # the results.
+  {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" || true; done
+    for pid in "${pids[@]}"; do
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" || true
+    done
+  } 2>/dev/null
   pids=()
 }
 
