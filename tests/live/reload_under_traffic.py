@@ -490,6 +490,22 @@ def main():
         udp = [peer.new_flow(1000 + i, "udp", f"198.19.{i // 200}.{1 + i % 200}", UDP_PORT) for i in range(N_UDP)]
         peer.open_tcp(tcp)
         peer.one_round(tcp + udp)
+        # Client ports are random, and the removal checks need flows of each
+        # kind on n4 (none of 20 UDP flows lands there in ~0.3% of runs): a
+        # few more flows, up to 8 times, while none does.
+        for _ in range(8):
+            more_tcp = [] if any(f.first_node == TOGGLED for f in tcp) else [
+                peer.new_flow(len(tcp) + i, "tcp", f"198.18.{(len(tcp) + i) // 200}.{1 + (len(tcp) + i) % 200}",
+                              TCP_PORT) for i in range(5)]
+            more_udp = [] if any(f.first_node == TOGGLED for f in udp) else [
+                peer.new_flow(1000 + len(udp) + i, "udp",
+                              f"198.19.{(len(udp) + i) // 200}.{1 + (len(udp) + i) % 200}", UDP_PORT) for i in range(5)]
+            if not more_tcp and not more_udp:
+                break
+            peer.open_tcp(more_tcp)
+            peer.one_round(more_tcp + more_udp)
+            tcp += more_tcp
+            udp += more_udp
         on_n4 = {"tcp": [f for f in tcp if f.first_node == TOGGLED], "udp": [f for f in udp if f.first_node == TOGGLED]}
         log(f"flows up: TCP per node {dict((n, sum(1 for f in tcp if f.node == n)) for n in sorted({f.node for f in tcp if f.node}))}, "
             f"UDP on n4: {len(on_n4['udp'])}, TCP on n4: {len(on_n4['tcp'])}")
