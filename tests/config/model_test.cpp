@@ -596,6 +596,9 @@ TEST_F(ModelTest, RestartOnlySettingsAreReported) {
   write("nplb.yaml", kConfig);
   auto back = loader.load();
   EXPECT_EQ(back.restart_required, (Lines{"dataplane.workers", "api.listen"}));
+  // The worker's pipeline threshold is read when the workers start.
+  write("nplb.yaml", replace_all(kConfig, "  workers: 1\n", "  workers: 1\n  flows: {pipeline_above: 0}\n"));
+  EXPECT_EQ(loader.load().restart_required, (Lines{"dataplane.flows.pipeline_above"}));
 }
 
 TEST_F(ModelTest, SyntaxErrorInAManifestIsFatalAndCommitsNothing) {
