@@ -713,7 +713,7 @@ Outcome process_frame(WorkerState& w, const Snapshot& s, const NeighborTable& ne
 void WorkerState::revalidate_addresses(const Snapshot& s, uint64_t now) {
   if (trusted_address_epoch == s.address_epoch) return;
   AddressWalk& walk = address_walk;
-  if (walk.epoch != s.address_epoch) walk = AddressWalk{s.address_epoch, 1, false, 0, flows.moves()};
+  if (walk.epoch != s.address_epoch) walk = AddressWalk{s.address_epoch};
   if (now < walk.not_before) return;
   if (walk.cursor == 1) walk.moves_at_start = flows.moves();
   uint32_t end = std::min(flows.entry_count(), walk.cursor + kAddressWalkStep);
@@ -953,6 +953,12 @@ void process_burst_cache_resident(WorkerState& w, const Snapshot& s, const Neigh
 
 BurstPipeline::Burst* BurstPipeline::step(WorkerState& w, const Snapshot& s, const NeighborTable& neighbors,
                                           bool filled, uint64_t now) {
+  return advance(w, neighbors, filled ? &s : nullptr, now);
+}
+
+BurstPipeline::Burst* BurstPipeline::advance(WorkerState& w, const NeighborTable& neighbors,
+                                             const Snapshot* filled_under, uint64_t now) {
+  bool filled = filled_under != nullptr;
   int filled_index = filled ? free_index() : -1;  // what next() handed out, before anything moves
   Burst* done = nullptr;
   if (looked_up_ >= 0) {
@@ -970,8 +976,8 @@ BurstPipeline::Burst* BurstPipeline::step(WorkerState& w, const Snapshot& s, con
   if (filled) {
     Burst& b = bursts_[filled_index];
     if (b.n > kMaxBurst) b.n = kMaxBurst;
-    b.snapshot = &s;
-    stage_classify(w, s, b.pkts, b.work, b.n, b.in_port);
+    b.snapshot = filled_under;
+    stage_classify(w, *filled_under, b.pkts, b.work, b.n, b.in_port);
     classified_ = filled_index;
   }
   return done;

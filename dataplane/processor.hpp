@@ -294,16 +294,16 @@ class BurstPipeline {
   template <typename OnDone>
   void drain(WorkerState& worker, const NeighborTable& neighbors, uint64_t now, OnDone&& on_done) {
     while (!empty())
-      if (Burst* done = step(worker, *in_flight_snapshot(), neighbors, false, now)) on_done(*done);
+      if (Burst* done = advance(worker, neighbors, nullptr, now)) on_done(*done);
   }
   // Which of the kDepth bursts `b` is (callers keep per-burst buffers).
   int index_of(const Burst& b) const { return static_cast<int>(&b - bursts_); }
 
  private:
   int free_index() const;
-  const Snapshot* in_flight_snapshot() const {
-    return bursts_[looked_up_ >= 0 ? looked_up_ : classified_].snapshot;
-  }
+  // step(), with the snapshot the burst taken in is classified under, or
+  // nullptr when none is taken in.
+  Burst* advance(WorkerState& worker, const NeighborTable& neighbors, const Snapshot* filled_under, uint64_t now);
   uint32_t pipeline_above_;
   Burst bursts_[kDepth];
   int classified_ = -1;  // classified, buckets requested
