@@ -39,6 +39,37 @@ struct TxBuffers {
   void flush_all(WorkerRuntime& rt) {
     for (uint16_t p = 0; p < rt.port_count; ++p) flush(rt, p);
   }
+
+  // add() for a whole burst: the buffer being filled keeps its count in a
+  // register (in memory, the count is a store-to-load chain through every
+  // packet; memif: best windows 35.4-35.8 -> 36.0-37.4 Mpps).
+  class Filler {
+   public:
+    Filler(WorkerRuntime& rt, TxBuffers& tx) : rt_(rt), tx_(tx) {}
+    ~Filler() { close(); }
+    void add(uint16_t port, rte_mbuf* m) {
+      if (port != port_) {
+        close();
+        port_ = port;
+        count_ = tx_.count[port];
+      }
+      tx_.pkts[port][count_++] = m;
+      if (count_ >= kBurstSize) {
+        tx_.count[port] = count_;
+        tx_.flush(rt_, port);
+        count_ = 0;
+      }
+    }
+
+   private:
+    void close() {
+      if (port_ != kMaxPorts) tx_.count[port_] = count_;
+    }
+    WorkerRuntime& rt_;
+    TxBuffers& tx_;
+    uint16_t port_ = kMaxPorts;  // none yet
+    uint16_t count_ = 0;
+  };
 };
 
 // Fills a pipeline burst from received mbufs. Frames are single-segment
@@ -70,6 +101,7 @@ void prepare_burst(WorkerRuntime& rt, BurstPipeline::Burst& b, rte_mbuf** mbufs,
 void finish_burst(WorkerRuntime& rt, TxBuffers& tx, const BurstPipeline::Burst& b) {
   WorkerState& w = *rt.state;
   uint16_t in_port = b.in_port;
+  TxBuffers::Filler out(rt, tx);
   for (uint16_t i = 0; i < b.n; ++i) {
     rte_mbuf* m = static_cast<rte_mbuf*>(b.user[i]);
     const BurstPacket& p = b.pkts[i];
@@ -86,7 +118,7 @@ void finish_burst(WorkerRuntime& rt, TxBuffers& tx, const BurstPipeline::Burst& 
         // No TX checksum offload: checksums were updated incrementally, so a
         // checksum that arrived bad leaves bad.
         m->ol_flags = 0;
-        tx.add(rt, p.outcome.tx_port, m);
+        out.add(p.outcome.tx_port, m);
         break;
       case Action::drop:
         ++w.counters.port_dropped[in_port];
