@@ -26,8 +26,10 @@
 # so the measured side owns a CPU and the only thing it shares CPU 0 with is
 # the generator's own busy lcore, which it does not measure.
 #
-# Rounds: the two phases alternate (nplb, testpmd mac, nplb, ...), three
-# rounds by default, and the last line gives each side's best window. On a
+# Rounds: the two phases alternate (nplb, testpmd mac, nplb, ...), five
+# rounds of 5 s windows by default, and the last line gives each side's best
+# window (slow spells last seconds to minutes: five short windows find a
+# quiet one more often than three long ones in the same time). On a
 # shared host a window in which the whole machine slowed down would
 # otherwise decide the ratio (seen here: 14-17 Mpps windows between 28-44
 # Mpps ones, in either phase, sometimes two of three in a row, so a median
@@ -47,10 +49,10 @@ TESTPMD=${TESTPMD:-dpdk-testpmd}
 GEN_CPU=${MEMIF_BENCH_GEN_CPU:-0}
 FWD_CPU=${MEMIF_BENCH_FWD_CPU:-1}
 smoke=0
-duration=10
-warmup=3
+duration=5
+warmup=2
 ceiling=1
-rounds=3
+rounds=5
 
 while [ $# -gt 0 ]; do
   case "$1" in
