@@ -31,17 +31,13 @@ struct TxBuffers {
     count[port] = 0;
   }
 
-  void add(WorkerRuntime& rt, uint16_t port, rte_mbuf* m) {
-    pkts[port][count[port]++] = m;
-    if (count[port] >= kBurstSize) flush(rt, port);
-  }
-
   void flush_all(WorkerRuntime& rt) {
     for (uint16_t p = 0; p < rt.port_count; ++p) flush(rt, p);
   }
 
-  // add() for a whole burst: the buffer being filled keeps its count in a
-  // register (in memory, the count is a store-to-load chain through every
+  // Adds packets to the buffers, sending a buffer once it holds a burst.
+  // The buffer being filled keeps its count in a register while the Filler
+  // lives (in memory, the count is a store-to-load chain through every
   // packet; memif: best windows 35.4-35.8 -> 36.0-37.4 Mpps).
   class Filler {
    public:
@@ -143,13 +139,14 @@ void finish_burst(WorkerRuntime& rt, TxBuffers& tx, const BurstPipeline::Burst& 
 void send_injected(WorkerRuntime& rt, TxBuffers& tx) {
   rte_mbuf* pkts[kBurstSize];
   unsigned n = rte_ring_sc_dequeue_burst(rt.inject, reinterpret_cast<void**>(pkts), kBurstSize, nullptr);
+  TxBuffers::Filler out(rt, tx);
   for (unsigned i = 0; i < n; ++i) {
     uint16_t port = pkts[i]->port;
     if (port >= rt.port_count) {
       rte_pktmbuf_free(pkts[i]);
       continue;
     }
-    tx.add(rt, port, pkts[i]);
+    out.add(port, pkts[i]);
   }
 }
 
